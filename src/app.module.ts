@@ -1,0 +1,71 @@
+import { DynamicModule, Global, Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { LoggerModule } from 'nestjs-pino';
+import { AclController } from './acl/acl.controller';
+import { AclService } from './acl/acl.service';
+import { BrokerService } from './broker/broker.service';
+import { ChangeBus } from './broker/identity/change-bus';
+import { IdentityService } from './broker/identity/identity.service';
+import { TENANT_SOURCE } from './broker/identity/snapshot';
+import { AuthGuard } from './common/auth';
+import { APP_CONFIG, AppConfig } from './config/config';
+import { PrismaService } from './database/prisma.service';
+import { DevicesController } from './devices/devices.controller';
+import { DevicesService } from './devices/devices.service';
+import { HealthController } from './health/health.controller';
+import { PrismaTenantSource } from './tenants/tenant-snapshot.source';
+import { TenantsController } from './tenants/tenants.controller';
+import { TenantsService } from './tenants/tenants.service';
+
+@Global()
+@Module({})
+class CoreModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: CoreModule,
+      providers: [{ provide: APP_CONFIG, useValue: config }, PrismaService],
+      exports: [APP_CONFIG, PrismaService],
+    };
+  }
+}
+
+@Global()
+@Module({
+  providers: [
+    { provide: TENANT_SOURCE, useClass: PrismaTenantSource },
+    IdentityService,
+    ChangeBus,
+    BrokerService,
+  ],
+  exports: [IdentityService, ChangeBus, BrokerService],
+})
+class BrokerModule {}
+
+@Module({
+  controllers: [TenantsController, DevicesController, AclController, HealthController],
+  providers: [TenantsService, DevicesService, AclService, { provide: APP_GUARD, useClass: AuthGuard }],
+  exports: [TenantsService, DevicesService, AclService],
+})
+class ControlPlaneModule {}
+
+@Module({})
+export class AppModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        CoreModule.forRoot(config),
+        LoggerModule.forRoot({
+          pinoHttp: {
+            level: config.logLevel,
+            // secrets never reach the log: no auth headers, no bodies
+            redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], remove: true },
+            autoLogging: { ignore: (req) => (req.url ?? '').startsWith('/health') || req.url === '/metrics' },
+          },
+        }),
+        BrokerModule,
+        ControlPlaneModule,
+      ],
+    };
+  }
+}

@@ -1,0 +1,181 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Aedes } from 'aedes';
+import { createServer as createHttpServer, IncomingMessage, Server as HttpServer } from 'node:http';
+import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import { APP_CONFIG, AppConfig } from '../config/config';
+import { HookEvents, mountInbound, TenantHooks } from './hooks';
+import { IdentityService } from './identity/identity.service';
+import type { TenantRuntime } from './identity/tenant-runtime';
+import type { BrokerClient, TenantSession } from './session';
+
+export interface ListenerPorts {
+  mqtt: number;
+  ws: number;
+}
+
+/** Owns the aedes instance and its listeners; the REST layer reaches the data plane through it. */
+@Injectable()
+export class BrokerService implements OnApplicationShutdown {
+  private readonly logger = new Logger('Broker');
+  private aedesInstance?: Aedes;
+  private tcp?: NetServer;
+  private wsHttp?: HttpServer;
+  private wss?: WebSocketServer;
+  readonly events: HookEvents & { listeners: Partial<HookEvents>[] };
+  private readonly checks = new Map<string, () => Promise<void>>();
+  ports?: ListenerPorts;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly identity: IdentityService,
+  ) {
+    const listeners: Partial<HookEvents>[] = [];
+    this.events = {
+      listeners,
+      connectRefused: (client, tenant, reason, code) => {
+        if (tenant) tenant.counters.connectsRefused++;
+        for (const l of listeners) l.connectRefused?.(client, tenant, reason, code);
+      },
+      publishDropped: (session, reason) => {
+        session.tenant.counters.messagesDropped++;
+        for (const l of listeners) l.publishDropped?.(session, reason);
+      },
+    };
+    identity.kick = (clients) => {
+      // one batch on the next tick, after the change that caused it has been applied
+      setImmediate(() => {
+        for (const client of clients) client.close();
+      });
+    };
+  }
+
+  get aedes(): Aedes {
+    if (!this.aedesInstance) throw new Error('broker not started');
+    return this.aedesInstance;
+  }
+
+  async start(): Promise<ListenerPorts> {
+    const hooks = new TenantHooks(this.identity, this.config, this.events);
+    const aedes = await Aedes.createBroker({
+      id: this.config.nodeId,
+      connectTimeout: this.config.connectTimeoutMs,
+      preConnect: hooks.preConnect as never,
+      authenticate: hooks.authenticate as never,
+      authorizePublish: hooks.authorizePublish as never,
+      authorizeSubscribe: hooks.authorizeSubscribe as never,
+      authorizeForward: hooks.authorizeForward as never,
+      published: hooks.published as never,
+    });
+    this.aedesInstance = aedes;
+    aedes.on('client', (c) => this.onClientRegistered(c as BrokerClient));
+
+    this.tcp = createNetServer({ noDelay: true }, (socket) => this.handle(socket, undefined));
+    const mqtt = await listen(this.tcp, this.config.mqttPort, this.config.host);
+
+    this.wsHttp = createHttpServer((_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: connect to /mqtt\n');
+    });
+    this.wss = new WebSocketServer({
+      server: this.wsHttp,
+      path: '/mqtt',
+      maxPayload: this.config.maxPacketSize + 16,
+      handleProtocols: (protocols) =>
+        protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false,
+    });
+    this.wss.on('connection', (ws, req) => {
+      req.socket.setNoDelay(true);
+      const stream = createWebSocketStream(ws);
+      stream.on('error', () => ws.terminate());
+      this.handle(stream, req);
+    });
+    const ws = await listen(this.wsHttp, this.config.wsPort, this.config.host);
+    this.ports = { mqtt, ws };
+    return this.ports;
+  }
+
+  isListening(): boolean {
+    return this.aedesInstance !== undefined && !!this.tcp?.listening && !!this.wsHttp?.listening;
+  }
+
+  /** Extra dependencies /health/ready must see answering (Redis when clustered). */
+  readinessChecks(): Iterable<[string, () => Promise<void>]> {
+    return this.checks.entries();
+  }
+
+  addReadinessCheck(name: string, check: () => Promise<void>): void {
+    this.checks.set(name, check);
+  }
+
+  /** Every connection, whatever the listener, comes through here. */
+  handle(stream: Duplex | Socket, req: IncomingMessage | undefined): BrokerClient {
+    const client = this.aedes.handle(stream as never, req as never) as unknown as BrokerClient;
+    const parser = client._parser;
+    const enqueue = parser.listeners('packet')[0];
+    parser.removeAllListeners('packet');
+    parser.on('packet', function mountThenEnqueue(this: unknown, packet: Parameters<typeof mountInbound>[1]) {
+      const session = client.tenantSession;
+      if (session !== undefined) {
+        const err = mountInbound(session.tenant.mountpoint, packet);
+        if (err !== null) {
+          client.emit('error', new Error(err));
+          return;
+        }
+      }
+      enqueue.call(this, packet);
+    });
+    return client;
+  }
+
+  private onClientRegistered(client: BrokerClient): void {
+    const session = client.tenantSession;
+    if (!session) return;
+    const tenant = session.tenant;
+    if (tenant.deleted) {
+      client.close();
+      return;
+    }
+    tenant.clients.add(client);
+    client.conn.once('close', () => tenant.clients.delete(client));
+  }
+
+  /** Live sessions of a tenant on this node. */
+  sessionsOf(tenant: TenantRuntime): TenantSession[] {
+    const out: TenantSession[] = [];
+    for (const c of tenant.clients) if (c.tenantSession) out.push(c.tenantSession);
+    return out;
+  }
+
+  clientsOf(tenantId: string): BrokerClient[] {
+    const tenant = this.identity.cachedTenant(tenantId);
+    return tenant ? [...tenant.clients] : [];
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const aedes = this.aedesInstance;
+    this.aedesInstance = undefined;
+    // aedes first: it ends the client streams, so the servers can close without waiting
+    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    if (this.wss) {
+      for (const ws of this.wss.clients) ws.terminate();
+      await new Promise<void>((resolve) => this.wss?.close(() => resolve()));
+    }
+    await Promise.all([close(this.tcp), close(this.wsHttp)]);
+  }
+}
+
+function listen(server: NetServer | HttpServer, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function close(server: NetServer | HttpServer | undefined): Promise<void> {
+  if (!server || !server.listening) return Promise.resolve();
+  return new Promise((resolve) => server.close(() => resolve()));
+}

@@ -1,0 +1,243 @@
+import { Logger } from '@nestjs/common';
+import type { AedesPublishPacket, ConnectPacket, PublishPacket, Subscription } from 'aedes';
+import { topicFilterError, topicNameError } from '../acl/topic-filter';
+import type { AppConfig } from '../config/config';
+import { newSecret } from '../common/ids';
+import type { CredentialResult, IdentityService } from './identity/identity.service';
+import type { TenantRuntime } from './identity/tenant-runtime';
+import { BrokerClient, TenantSession } from './session';
+import { DROPPED_TOPIC, Mountpoint } from './tenancy/mountpoint';
+
+type AuthError = Error & { returnCode: number };
+
+const refusal = (returnCode: number, reason: string): AuthError => Object.assign(new Error(reason), { returnCode });
+
+interface InboundPacket {
+  cmd: string;
+  topic?: string;
+  subscriptions?: { topic: string }[];
+  unsubscriptions?: string[];
+}
+
+/**
+ * Rewrites the topics of an inbound packet into the tenant's mountpoint, after checking them on
+ * the device side (a mounted topic is never empty, so checks must come first). Returns an error.
+ */
+export function mountInbound(mp: Mountpoint, packet: InboundPacket): string | null {
+  switch (packet.cmd) {
+    case 'publish': {
+      const topic = packet.topic as string;
+      // wildcards are refused by aedes on the mounted topic; the prefix has none
+      if (topic.length === 0) return 'empty topic in PUBLISH';
+      if (topic.includes('\u0000')) return 'U+0000 in PUBLISH topic';
+      packet.topic = mp.mount(topic);
+      return null;
+    }
+    case 'subscribe': {
+      for (const sub of packet.subscriptions ?? []) {
+        const err = topicFilterError(sub.topic);
+        if (err) return `SUBSCRIBE filter ${err}`;
+        sub.topic = mp.mount(sub.topic);
+      }
+      return null;
+    }
+    case 'unsubscribe': {
+      const list = packet.unsubscriptions ?? [];
+      for (let i = 0; i < list.length; i++) {
+        const err = topicFilterError(list[i]);
+        if (err) return `UNSUBSCRIBE filter ${err}`;
+        list[i] = mp.mount(list[i]);
+      }
+      return null;
+    }
+    default:
+      return null;
+  }
+}
+
+/** Events the hooks report; metrics and the audit log subscribe to them. */
+export interface HookEvents {
+  connectRefused(client: BrokerClient, tenant: TenantRuntime | undefined, reason: string, returnCode: number): void;
+  publishDropped(session: TenantSession, reason: string): void;
+}
+
+/**
+ * aedes' hooks, bound to the tenancy model. The per-packet ones (authorizePublish,
+ * authorizeForward, published) only read memory and allocate nothing on their usual path.
+ */
+export class TenantHooks {
+  private readonly logger = new Logger('MQTT');
+
+  constructor(
+    private readonly identity: IdentityService,
+    private readonly config: AppConfig,
+    private readonly events: HookEvents,
+  ) {}
+
+  preConnect = (client: BrokerClient, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void): void => {
+    client.requestedClientId = packet.clientId ?? '';
+    client.connectInfo = {
+      clean: packet.clean !== false,
+      keepalive: packet.keepalive ?? 0,
+      protocolVersion: packet.protocolVersion ?? 4,
+    };
+    done(null, true);
+  };
+
+  authenticate = (
+    client: BrokerClient,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (err: AuthError | null, ok: boolean | null) => void,
+  ): void => {
+    this.authenticateAsync(client, username, password).then(
+      (err) => {
+        if (err) done(err, null);
+        else done(null, true);
+      },
+      (err: unknown) => {
+        // fail closed: whatever we could not check (database unreachable...) is refused
+        this.logger.error(`connect check failed, refusing with CONNACK 3: ${(err as Error).message}`);
+        this.events.connectRefused(client, undefined, 'check-failed', 3);
+        done(refusal(3, 'server unavailable'), null);
+      },
+    );
+  };
+
+  private async authenticateAsync(
+    client: BrokerClient,
+    username: string | undefined,
+    password: Buffer | undefined,
+  ): Promise<AuthError | null> {
+    const info = client.connectInfo ?? { clean: true, keepalive: 0, protocolVersion: 4 };
+    let result: CredentialResult;
+    let authMethod: TenantSession['authMethod'] = 'password';
+    if (username === undefined || username === null) {
+      const slug = this.config.anonymousTenant;
+      const tenant = slug ? await this.identity.tenantBySlug(slug) : null;
+      result = tenant
+        ? { ok: true, tenant, device: null }
+        : { ok: false, returnCode: 5, reason: 'anonymous' };
+      authMethod = 'anonymous';
+    } else {
+      result = await this.identity.checkPassword(username, password);
+    }
+    const refuse = (tenant: TenantRuntime | undefined, returnCode: number, reason: string): AuthError => {
+      this.events.connectRefused(client, tenant, reason, returnCode);
+      return refusal(returnCode, reason);
+    };
+    if (!result.ok) return refuse(result.tenant, result.returnCode, result.reason);
+    const { tenant, device } = result;
+    if (tenant.clients.size >= tenant.limits.maxConnections) return refuse(tenant, 3, 'max-connections');
+
+    let deviceClientId = client.requestedClientId ?? '';
+    if (deviceClientId === '') {
+      // [MQTT-3.1.3-8]: an empty id needs a clean session; [MQTT-3.1.3-6]: otherwise one is assigned
+      if (!info.clean) return refuse(tenant, 2, 'empty-client-id');
+      deviceClientId = 'auto-' + newSecret(12);
+    }
+    const mountpoint = tenant.mountpoint;
+    const acl = tenant.compileAcl(device ? device.name : null, deviceClientId);
+    const will = client._will;
+    if (will) {
+      const err = topicNameError(will.topic);
+      if (err) return refuse(tenant, 5, 'bad-will-topic');
+      // like mosquitto, a will the device could not publish refuses the connection
+      if (will.topic.startsWith('$SYS') || !acl.canPublish(will.topic)) return refuse(tenant, 5, 'will-denied');
+      will.topic = mountpoint.mount(will.topic);
+    }
+
+    const conn = client.conn as { remoteAddress?: string };
+    const remoteAddress = conn.remoteAddress ?? client.req?.socket?.remoteAddress ?? null;
+    client.id = mountpoint.clientId(deviceClientId);
+    client.unmountTopic = mountpoint.unmount;
+    client.tenantSession = new TenantSession(
+      tenant,
+      device ? device.name : null,
+      deviceClientId,
+      acl,
+      remoteAddress,
+      info.clean,
+      info.keepalive,
+      info.protocolVersion,
+      authMethod,
+      null,
+    );
+    // packets pipelined behind the CONNECT were parsed before the tenant was known
+    const queued = client._parser._queue as InboundPacket[] | null;
+    if (queued) {
+      for (const packet of queued) {
+        const err = mountInbound(mountpoint, packet);
+        if (err) {
+          setImmediate(() => client.emit('error', new Error(err)));
+          break;
+        }
+      }
+    }
+    tenant.counters.connectsAccepted++;
+    return null;
+  }
+
+  authorizePublish = (client: BrokerClient | null, packet: PublishPacket, done: (err?: Error | null) => void): void => {
+    // wills of a node that died are published by a survivor with no client: they were checked
+    // and mounted when their client connected
+    if (client === null) return done(null);
+    const session = client.tenantSession;
+    if (session === undefined) return done(new Error('not authenticated'));
+    if (packet === client.will) return done(null);
+    const mountpoint = session.tenant.mountpoint;
+    const topic = packet.topic;
+    let reason: string | null = null;
+    if (mountpoint.isSys(topic)) reason = 'sys-topic';
+    else if (!session.currentAcl().canPublishRouted(topic, mountpoint.unmount)) reason = 'acl-denied';
+    if (reason !== null) {
+      // dropped, yet acknowledged as usual and the connection kept (DESIGN.md: denied publish)
+      packet.topic = DROPPED_TOPIC;
+      packet.retain = false;
+      this.events.publishDropped(session, reason);
+    }
+    done(null);
+  };
+
+  authorizeSubscribe = (
+    client: BrokerClient,
+    sub: Subscription,
+    done: (err: Error | null, sub?: Subscription | null) => void,
+  ): void => {
+    const session = client.tenantSession;
+    if (session === undefined) return done(new Error('not authenticated'));
+    const tenant = session.tenant;
+    const check = session.currentAcl().checkSubscribe(tenant.mountpoint.unmount(sub.topic));
+    if (!check.allowed) return done(null, null);
+    if (
+      client.subscriptions[sub.topic] === undefined &&
+      Object.keys(client.subscriptions).length >= tenant.limits.maxSubscriptionsPerClient
+    ) {
+      return done(null, null);
+    }
+    if (check.partlyDenied) session.readFiltered = true;
+    done(null, sub);
+  };
+
+  authorizeForward = (client: BrokerClient, packet: AedesPublishPacket): AedesPublishPacket | null => {
+    const session = client.tenantSession;
+    if (session === undefined) return null;
+    if (session.readFiltered && !session.currentAcl().canReceiveRouted(packet.topic, session.tenant.mountpoint.unmount)) {
+      return null;
+    }
+    session.messagesOut++;
+    session.tenant.counters.messagesOut++;
+    return packet;
+  };
+
+  published = (packet: AedesPublishPacket, client: BrokerClient | null, done: (err?: Error | null) => void): void => {
+    const session = client?.tenantSession;
+    if (session !== undefined && packet.topic !== DROPPED_TOPIC) {
+      session.messagesIn++;
+      const counters = session.tenant.counters;
+      counters.messagesIn++;
+      counters.bytesIn += packet.payload.length;
+    }
+    done(null);
+  };
+}

@@ -1,0 +1,190 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import * as bcrypt from 'bcrypt';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { APP_CONFIG, AppConfig } from '../../config/config';
+import type { BrokerClient } from '../session';
+import { DeviceEntry, TenantRuntime } from './tenant-runtime';
+import { Invalidation, TENANT_SOURCE, TenantSource } from './snapshot';
+
+export type ConnectRefusal = 2 | 3 | 4 | 5;
+
+export type CredentialResult =
+  | { ok: true; tenant: TenantRuntime; device: DeviceEntry | null }
+  | { ok: false; returnCode: ConnectRefusal; reason: string; tenant?: TenantRuntime };
+
+const NEGATIVE_TTL_MS = 1000;
+
+/**
+ * The in-memory identity snapshot: tenants, devices and ACL rules, loaded on a cache miss (one
+ * query at connect time) and updated in place when the control plane announces a change.
+ * Nothing here runs per message.
+ */
+@Injectable()
+export class IdentityService {
+  private readonly logger = new Logger('Identity');
+  private readonly bySlug = new Map<string, TenantRuntime>();
+  private readonly byId = new Map<string, TenantRuntime>();
+  private readonly loading = new Map<string, Promise<TenantRuntime | null>>();
+  private readonly unknownSlugs = new Map<string, number>();
+  /** keys the verified-credential digests; per process, so nothing reusable is ever stored */
+  private readonly digestKey = randomBytes(32);
+  private dummyHash?: Promise<string>;
+  /** called to disconnect clients; set by the broker */
+  kick: (clients: BrokerClient[], reason: string) => void = () => undefined;
+
+  constructor(
+    @Inject(TENANT_SOURCE) private readonly source: TenantSource,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  cachedTenants(): IterableIterator<TenantRuntime> {
+    return this.byId.values();
+  }
+
+  cachedTenant(id: string): TenantRuntime | undefined {
+    return this.byId.get(id);
+  }
+
+  async tenantBySlug(slug: string): Promise<TenantRuntime | null> {
+    const cached = this.bySlug.get(slug);
+    if (cached) return cached;
+    const missAt = this.unknownSlugs.get(slug);
+    if (missAt !== undefined && Date.now() - missAt < NEGATIVE_TTL_MS) return null;
+    let pending = this.loading.get(slug);
+    if (!pending) {
+      pending = this.load(slug).finally(() => this.loading.delete(slug));
+      this.loading.set(slug, pending);
+    }
+    return pending;
+  }
+
+  private async load(slug: string): Promise<TenantRuntime | null> {
+    const snapshot = await this.source.loadTenant({ slug });
+    if (!snapshot) {
+      if (this.unknownSlugs.size > 10_000) this.unknownSlugs.clear();
+      this.unknownSlugs.set(slug, Date.now());
+      return null;
+    }
+    // a concurrent invalidation may have loaded it meanwhile
+    const existing = this.byId.get(snapshot.id);
+    if (existing) return existing;
+    const tenant = new TenantRuntime(snapshot);
+    this.bySlug.set(slug, tenant);
+    this.byId.set(tenant.id, tenant);
+    return tenant;
+  }
+
+  /** Checks a username/password CONNECT. The answer never tells which part was wrong. */
+  async checkPassword(username: string, password: Buffer | undefined): Promise<CredentialResult> {
+    const sep = username.indexOf(':');
+    const slug = sep > 0 ? username.slice(0, sep) : '';
+    const deviceName = sep > 0 ? username.slice(sep + 1) : '';
+    const tenant = slug ? await this.tenantBySlug(slug) : null;
+    const device = tenant?.devices.get(deviceName);
+    if (!tenant || !device || !device.enabled || !device.passwordHash || !password) {
+      // spend the same time as a real check, so unknown names can't be told from wrong passwords
+      await bcrypt.compare(password?.toString('utf8') ?? '', await this.getDummyHash());
+      return { ok: false, returnCode: 4, reason: 'bad-credentials', tenant: tenant ?? undefined };
+    }
+    if (tenant.requireClientCertificates) {
+      return { ok: false, returnCode: 5, reason: 'certificate-required', tenant };
+    }
+    const digest = createHmac('sha256', this.digestKey).update(password).digest();
+    const verified = device.verifiedDigest;
+    let ok = verified !== undefined && timingSafeEqual(verified, digest);
+    if (!ok) {
+      ok = await bcrypt.compare(password.toString('utf8'), device.passwordHash);
+      if (ok) device.verifiedDigest = digest;
+    }
+    // the device may have been changed or removed while bcrypt ran
+    if (!ok || tenant.deleted || tenant.devices.get(deviceName) !== device) {
+      return { ok: false, returnCode: 4, reason: 'bad-credentials', tenant };
+    }
+    return { ok: true, tenant, device };
+  }
+
+  private getDummyHash(): Promise<string> {
+    return (this.dummyHash ??= bcrypt.hash(randomBytes(16).toString('hex'), this.config.bcryptCost));
+  }
+
+  /** Applies a change announced by the control plane (this node's REST API or another node's). */
+  async apply(change: Invalidation): Promise<void> {
+    if (change.kind === 'tenant') this.unknownSlugs.clear();
+    const tenant = this.byId.get(change.tenantId);
+    if (!tenant) return; // not cached here: the next connect loads it fresh
+    switch (change.kind) {
+      case 'tenant-deleted':
+        this.forget(tenant);
+        this.kick([...tenant.clients], 'tenant deleted');
+        return;
+      case 'tenant': {
+        const snapshot = await this.source.loadTenant({ id: tenant.id });
+        if (!snapshot) {
+          this.forget(tenant);
+          this.kick([...tenant.clients], 'tenant deleted');
+          return;
+        }
+        tenant.updateSettings(snapshot);
+        if (tenant.requireClientCertificates) {
+          this.kick(
+            [...tenant.clients].filter((c) => c.tenantSession?.authMethod === 'password'),
+            'client certificates now required',
+          );
+        }
+        this.recheckSubscriptions(tenant);
+        return;
+      }
+      case 'device': {
+        const device = await this.source.loadDevice(tenant.id, change.name);
+        if (device) tenant.devices.set(device.name, { ...device });
+        else tenant.devices.delete(change.name);
+        if (change.disconnect || !device || !device.enabled) {
+          this.kick(
+            [...tenant.clients].filter((c) => c.tenantSession?.deviceName === change.name),
+            'device changed',
+          );
+        }
+        return;
+      }
+      case 'rules':
+        tenant.setRules(await this.source.loadRules(tenant.id));
+        this.recheckSubscriptions(tenant);
+        return;
+    }
+  }
+
+  private forget(tenant: TenantRuntime): void {
+    tenant.deleted = true;
+    this.byId.delete(tenant.id);
+    if (this.bySlug.get(tenant.slug) === tenant) this.bySlug.delete(tenant.slug);
+  }
+
+  /**
+   * After a rule change, live subscriptions must still be allowed: clients holding one that no
+   * longer is are disconnected in one batch (as mosquitto's dynamic-security kick list does).
+   */
+  private recheckSubscriptions(tenant: TenantRuntime): void {
+    const revoked: BrokerClient[] = [];
+    for (const client of tenant.clients) {
+      const session = client.tenantSession;
+      if (!session) continue;
+      const acl = session.currentAcl();
+      let readFiltered = false;
+      let lost = false;
+      for (const routed of Object.keys(client.subscriptions)) {
+        const check = acl.checkSubscribe(tenant.mountpoint.unmount(routed));
+        if (!check.allowed) {
+          lost = true;
+          break;
+        }
+        readFiltered ||= check.partlyDenied;
+      }
+      session.readFiltered = readFiltered;
+      if (lost) revoked.push(client);
+    }
+    if (revoked.length) {
+      this.logger.log(`disconnecting ${revoked.length} client(s) of ${tenant.slug}: subscriptions no longer allowed`);
+      this.kick(revoked, 'subscription no longer allowed');
+    }
+  }
+}

@@ -1,0 +1,78 @@
+import type { AclRuleInput } from '../../acl/compiled-acl';
+import { ClientAcl } from '../../acl/compiled-acl';
+import type { TenantLimits } from '../../tenants/limits';
+import { Mountpoint } from '../tenancy/mountpoint';
+import type { DeviceSnapshot, TenantSnapshot } from './snapshot';
+import type { BrokerClient } from '../session';
+
+export interface DeviceEntry extends DeviceSnapshot {
+  /** HMAC of the last password bcrypt accepted for this entry: reconnects skip bcrypt */
+  verifiedDigest?: Buffer;
+}
+
+/** Per-tenant counters, read by metrics and $SYS; plain integer fields, bumped on the hot path. */
+export class TenantCounters {
+  messagesIn = 0;
+  messagesOut = 0;
+  bytesIn = 0;
+  messagesDropped = 0;
+  connectsAccepted = 0;
+  connectsRefused = 0;
+}
+
+/**
+ * A tenant as the data plane holds it. Live clients keep a reference to it, so it is updated in
+ * place when the control plane announces a change.
+ */
+export class TenantRuntime {
+  readonly mountpoint: Mountpoint;
+  slug: string;
+  limits: TenantLimits;
+  requireClientCertificates: boolean;
+  defaultAllow: boolean;
+  devices = new Map<string, DeviceEntry>();
+  rules: AclRuleInput[] = [];
+  /** bumped whenever `rules` or `defaultAllow` change; clients recompile their ACL lazily */
+  ruleGeneration = 0;
+  readonly clients = new Set<BrokerClient>();
+  readonly counters = new TenantCounters();
+  deleted = false;
+
+  constructor(snapshot: TenantSnapshot) {
+    this.mountpoint = new Mountpoint(snapshot.id);
+    this.slug = snapshot.slug;
+    this.limits = snapshot.limits;
+    this.requireClientCertificates = snapshot.requireClientCertificates;
+    this.defaultAllow = snapshot.defaultAclPermission === 'allow';
+    this.setDevices(snapshot.devices);
+    this.rules = snapshot.rules;
+  }
+
+  get id(): string {
+    return this.mountpoint.tenantId;
+  }
+
+  setDevices(devices: DeviceSnapshot[]): void {
+    this.devices = new Map(devices.map((d) => [d.name, { ...d }]));
+  }
+
+  updateSettings(snapshot: TenantSnapshot): void {
+    this.slug = snapshot.slug;
+    this.limits = snapshot.limits;
+    this.requireClientCertificates = snapshot.requireClientCertificates;
+    const defaultAllow = snapshot.defaultAclPermission === 'allow';
+    if (defaultAllow !== this.defaultAllow) {
+      this.defaultAllow = defaultAllow;
+      this.ruleGeneration++;
+    }
+  }
+
+  setRules(rules: AclRuleInput[]): void {
+    this.rules = rules;
+    this.ruleGeneration++;
+  }
+
+  compileAcl(deviceName: string | null, deviceClientId: string): ClientAcl {
+    return new ClientAcl(this.rules, this.defaultAllow, deviceName, deviceClientId, this.ruleGeneration);
+  }
+}

@@ -1,0 +1,48 @@
+import type { Client } from 'aedes';
+import type { ClientAcl } from '../acl/compiled-acl';
+import type { TenantRuntime } from './identity/tenant-runtime';
+
+/** What we attach to an aedes client once it has authenticated. */
+export class TenantSession {
+  messagesIn = 0;
+  messagesOut = 0;
+  /** set when a subscription is partly overlapped by a deny rule: deliveries are then checked */
+  readFiltered = false;
+  readonly connectedAt = new Date();
+
+  constructor(
+    readonly tenant: TenantRuntime,
+    /** null for the anonymous principal (ANONYMOUS_TENANT) */
+    readonly deviceName: string | null,
+    /** the client id the device sent (or was assigned), without the tenant namespace */
+    readonly clientId: string,
+    public acl: ClientAcl,
+    readonly remoteAddress: string | null,
+    readonly cleanSession: boolean,
+    readonly keepalive: number,
+    readonly protocolVersion: number,
+    readonly authMethod: 'password' | 'certificate' | 'anonymous',
+    readonly certificateSerial: string | null,
+  ) {}
+
+  /** The ACL of the tenant's current rule generation. */
+  currentAcl(): ClientAcl {
+    if (this.acl.generation !== this.tenant.ruleGeneration) {
+      this.acl = this.tenant.compileAcl(this.deviceName, this.clientId);
+    }
+    return this.acl;
+  }
+}
+
+/** Fields our hooks add to aedes' client; `unmountTopic` is read by the patched lib/write.js. */
+export interface BrokerClient extends Client {
+  tenantSession?: TenantSession;
+  unmountTopic?: (routed: string) => string;
+  /** the CONNECT's client id as sent, recorded in preConnect */
+  requestedClientId?: string;
+  connectInfo?: { clean: boolean; keepalive: number; protocolVersion: number };
+  _parser: { _queue: unknown[] | null; listeners(event: 'packet'): ((packet: unknown) => void)[] } & NodeJS.EventEmitter;
+  _will?: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean } | null;
+  will?: unknown;
+  subscriptions: Record<string, { qos: number }>;
+}

@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+/** The only reader of process.env: parsed and validated once, typed. */
+export interface AppConfig {
+  host: string;
+  httpPort: number;
+  mqttPort: number;
+  mqttsPort: number;
+  wsPort: number;
+  wssPort: number;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  adminToken: string;
+  /** true when the token was generated at this start: it is printed once */
+  adminTokenGenerated: boolean;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  masterKey: string | undefined;
+  anonymousTenant: string | undefined;
+  maxPacketSize: number;
+  sysIntervalSeconds: number;
+  logLevel: string;
+  nodeId: string;
+  bcryptCost: number;
+  connectTimeoutMs: number;
+}
+
+export const APP_CONFIG = Symbol('APP_CONFIG');
+
+function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${name} must be a port number (0-65535), got "${raw}"`);
+  return n;
+}
+
+function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+function loadOrCreateAdminToken(dataDir: string, fromEnv: string | undefined): { token: string; generated: boolean } {
+  if (fromEnv) return { token: fromEnv, generated: false };
+  const file = join(dataDir, 'admin-token');
+  if (existsSync(file)) return { token: readFileSync(file, 'utf8').trim(), generated: false };
+  const token = randomBytes(32).toString('base64url');
+  writeFileSync(file, token + '\n', { mode: 0o600 });
+  return { token, generated: true };
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const dataDir = resolve(env.DATA_DIR || './data');
+  mkdirSync(dataDir, { recursive: true });
+  const admin = loadOrCreateAdminToken(dataDir, env.ADMIN_TOKEN || undefined);
+  const anonymousTenant = env.ANONYMOUS_TENANT || undefined;
+  return {
+    host: env.HOST || '0.0.0.0',
+    httpPort: port(env, 'HTTP_PORT', 3000),
+    mqttPort: port(env, 'MQTT_PORT', 1883),
+    mqttsPort: port(env, 'MQTTS_PORT', 8883),
+    wsPort: port(env, 'WS_PORT', 8083),
+    wssPort: port(env, 'WSS_PORT', 8084),
+    dataDir,
+    databaseUrl: env.DATABASE_URL || undefined,
+    redisUrl: env.REDIS_URL || undefined,
+    adminToken: admin.token,
+    adminTokenGenerated: admin.generated,
+    tlsCert: env.TLS_CERT || undefined,
+    tlsKey: env.TLS_KEY || undefined,
+    masterKey: env.MASTER_KEY || undefined,
+    anonymousTenant,
+    maxPacketSize: positiveInt(env, 'MAX_PACKET_SIZE', 256 * 1024),
+    sysIntervalSeconds: positiveInt(env, 'SYS_INTERVAL', 10),
+    logLevel: env.LOG_LEVEL || 'info',
+    nodeId: env.NODE_ID || randomBytes(4).toString('hex'),
+    bcryptCost: positiveInt(env, 'BCRYPT_COST', 10),
+    connectTimeoutMs: positiveInt(env, 'CONNECT_TIMEOUT_MS', 10_000),
+  };
+}

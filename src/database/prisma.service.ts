@@ -1,0 +1,92 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { PrismaClient } from '../generated/prisma/client';
+import { APP_CONFIG, AppConfig } from '../config/config';
+import { applyMigrations } from './migrator';
+
+type Closer = () => Promise<void>;
+
+/**
+ * One Prisma client over either PostgreSQL (DATABASE_URL) or embedded PGlite under DATA_DIR.
+ * Pending migrations are applied before the client is handed out.
+ */
+@Injectable()
+export class PrismaService implements OnApplicationShutdown {
+  private readonly logger = new Logger('Database');
+  private client?: PrismaClient;
+  private closers: Closer[] = [];
+  /** a cheap liveness probe for /health/ready */
+  ping: () => Promise<void> = async () => {
+    throw new Error('database not connected');
+  };
+
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+
+  get db(): PrismaClient {
+    if (!this.client) throw new Error('database not connected');
+    return this.client;
+  }
+
+  get kind(): 'postgresql' | 'pglite' {
+    return this.config.databaseUrl ? 'postgresql' : 'pglite';
+  }
+
+  async connect(): Promise<void> {
+    if (this.client) return;
+    if (this.config.databaseUrl) await this.connectPostgres(this.config.databaseUrl);
+    else await this.connectPglite(join(this.config.dataDir, 'pglite'));
+  }
+
+  private async connectPostgres(url: string): Promise<void> {
+    const { Client } = await import('pg');
+    const { PrismaPg } = await import('@prisma/adapter-pg');
+    const migrationClient = new Client({ connectionString: url });
+    await migrationClient.connect();
+    try {
+      const applied = await applyMigrations(
+        { exec: (sql) => migrationClient.query(sql), query: (sql, params) => migrationClient.query(sql, params) as never },
+        { advisoryLock: true },
+      );
+      if (applied.length) this.logger.log(`applied migrations: ${applied.join(', ')}`);
+    } finally {
+      await migrationClient.end();
+    }
+    const client = new PrismaClient({ adapter: new PrismaPg({ connectionString: url, max: 10 }) });
+    await client.$connect();
+    this.client = client;
+    this.ping = async () => {
+      await client.$queryRawUnsafe('SELECT 1');
+    };
+    this.closers.push(() => client.$disconnect());
+  }
+
+  private async connectPglite(dir: string): Promise<void> {
+    mkdirSync(dir, { recursive: true });
+    const { PGlite } = await import('@electric-sql/pglite');
+    const { PrismaPGlite } = await import('pglite-prisma-adapter');
+    const pglite = new PGlite(dir);
+    await pglite.waitReady;
+    const applied = await applyMigrations(
+      { exec: (sql) => pglite.exec(sql), query: (sql, params) => pglite.query(sql, params) as never },
+      { advisoryLock: false },
+    );
+    if (applied.length) this.logger.log(`applied migrations: ${applied.join(', ')}`);
+    const client = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
+    this.client = client;
+    this.ping = async () => {
+      await pglite.query('SELECT 1');
+    };
+    this.closers.push(async () => {
+      await client.$disconnect();
+      await pglite.close();
+    });
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const closers = this.closers.reverse();
+    this.closers = [];
+    this.client = undefined;
+    for (const close of closers) await close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,27 @@
+import { availableParallelism } from 'node:os';
+// bcrypt runs on libuv's pool: give it every core before anything starts using the pool
+process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, availableParallelism()));
+
+import 'reflect-metadata';
+import pino from 'pino';
+import { startApp } from './app.factory';
+import { loadConfig } from './config/config';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = pino({ level: config.logLevel });
+  const running = await startApp(config);
+  running.app.enableShutdownHooks();
+  const { http, mqtt, ws } = running.ports;
+  // the one line tools wait for; ports are the chosen ones when 0 was asked
+  log.warn({ http, mqtt, ws, node: config.nodeId, database: config.databaseUrl ? 'postgresql' : 'pglite' }, 'listening');
+  if (config.adminTokenGenerated) {
+    // printed once, at the start that generated it; it is kept in DATA_DIR/admin-token (mode 0600)
+    process.stdout.write(`\nOperator token (ADMIN_TOKEN), shown once: ${config.adminToken}\n\n`);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
