@@ -1,0 +1,125 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { startApp, RunningApp } from '../../src/app.factory';
+import { AppConfig, loadConfig } from '../../src/config/config';
+
+export interface TestApp {
+  running: RunningApp;
+  config: AppConfig;
+  http: string;
+  mqttPort: number;
+  wsPort: number;
+  adminToken: string;
+  api<T = any>(method: string, path: string, body?: unknown, token?: string | null): Promise<ApiResponse<T>>;
+  /** tenant + device (password given) + an allow-all rule unless `rules` is given */
+  createTenant(slug: string, body?: Record<string, unknown>): Promise<void>;
+  createDevice(slug: string, name: string, password: string): Promise<void>;
+  allow(slug: string, rule?: Partial<{ device: string | null; action: string; topic: string; permission: string; priority: number }>): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface ApiResponse<T> {
+  status: number;
+  headers: Headers;
+  body: T;
+}
+
+/** Which database the suite runs on: `TEST_DATABASE=postgres` with `TEST_PG_URL` set, else PGlite. */
+export const databaseKind = (): 'postgres' | 'pglite' =>
+  process.env.TEST_DATABASE === 'postgres' && process.env.TEST_PG_URL ? 'postgres' : 'pglite';
+
+async function createPgDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const adminUrl = process.env.TEST_PG_URL as string;
+  const name = 'test_' + randomBytes(6).toString('hex');
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = '/' + name;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new Client({ connectionString: adminUrl });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+/** Starts the real service on ephemeral ports, with its own data directory and database. */
+export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'mqtt-test-'));
+  const adminToken = randomBytes(16).toString('hex');
+  const pg = databaseKind() === 'postgres' ? await createPgDatabase() : undefined;
+  const config = loadConfig({
+    HOST: '127.0.0.1',
+    HTTP_PORT: '0',
+    MQTT_PORT: '0',
+    MQTTS_PORT: '0',
+    WS_PORT: '0',
+    WSS_PORT: '0',
+    DATA_DIR: dataDir,
+    ADMIN_TOKEN: adminToken,
+    LOG_LEVEL: 'warn',
+    BCRYPT_COST: '4',
+    ...(pg ? { DATABASE_URL: pg.url } : {}),
+    ...env,
+  });
+  const running = await startApp(config);
+  const http = `http://127.0.0.1:${running.ports.http}`;
+
+  const api = async <T>(method: string, path: string, body?: unknown, token: string | null = adminToken) => {
+    const headers: Record<string, string> = {};
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    let payload: string | undefined;
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = typeof body === 'string' ? body : JSON.stringify(body);
+    }
+    const res = await fetch(http + path, { method, headers, body: payload });
+    const text = await res.text();
+    let parsed: unknown = text;
+    if (text && /json/.test(res.headers.get('content-type') ?? '')) parsed = JSON.parse(text);
+    return { status: res.status, headers: res.headers, body: parsed as T };
+  };
+
+  const expectStatus = (res: ApiResponse<unknown>, status: number, what: string) => {
+    if (res.status !== status) throw new Error(`${what}: expected ${status}, got ${res.status} ${JSON.stringify(res.body)}`);
+  };
+
+  return {
+    running,
+    config,
+    http,
+    mqttPort: running.ports.mqtt,
+    wsPort: running.ports.ws,
+    adminToken,
+    api,
+    async createTenant(slug, body = {}) {
+      expectStatus(await api('POST', '/api/v1/tenants', { slug, ...body }), 201, `create tenant ${slug}`);
+    },
+    async createDevice(slug, name, password) {
+      expectStatus(await api('POST', `/api/v1/tenants/${slug}/devices`, { name, password }), 201, `create device ${name}`);
+    },
+    async allow(slug, rule = {}) {
+      const res = await api<{ id: string }>('POST', `/api/v1/tenants/${slug}/acls`, {
+        action: 'all',
+        topic: '#',
+        permission: 'allow',
+        ...rule,
+      });
+      expectStatus(res, 201, `create rule in ${slug}`);
+      return res.body.id;
+    },
+    async close() {
+      await running.close();
+      await pg?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
