@@ -1,0 +1,155 @@
+import { AclRuleInput, ClientAcl } from './compiled-acl';
+import { filterCovers, filtersIntersect, topicFilterError, topicNameError } from './topic-filter';
+
+const rule = (topic: string, more: Partial<AclRuleInput> = {}): AclRuleInput => ({
+  deviceName: null,
+  action: 'all',
+  topic,
+  permission: 'allow',
+  priority: 0,
+  ...more,
+});
+
+const acl = (rules: AclRuleInput[], device: string | null = 'dev1', clientId = 'c1', defaultAllow = false) =>
+  new ClientAcl(rules, defaultAllow, device, clientId, 0);
+
+describe('topic syntax', () => {
+  it.each([
+    ['a/b', null],
+    ['#', null],
+    ['+/+/#', null],
+    ['', 'must not be empty'],
+    ['a/#/b', "'#' must be the whole last level"],
+    ['a#', "'#' must be the whole last level"],
+    ['a/b+', "'+' must be a whole level"],
+    ['a\u0000b', 'must not contain U+0000'],
+  ])('filter %j → %j', (filter, error) => {
+    expect(topicFilterError(filter)).toBe(error);
+  });
+
+  it.each([
+    ['a/b', null],
+    ['$SYS/x', null],
+    ['', 'must not be empty'],
+    ['a/+', 'must not contain wildcards'],
+    ['a/#', 'must not contain wildcards'],
+  ])('name %j → %j', (name, error) => {
+    expect(topicNameError(name)).toBe(error);
+  });
+
+  it.each([
+    ['#', 'a/b/c', true],
+    ['a/#', 'a', true],
+    ['a/+', 'a/b', true],
+    ['a/+', 'a/+', true],
+    ['a/+', 'a/#', false],
+    ['a/b', 'a/+', false],
+    ['+/b', 'a/b', true],
+    ['a/b', 'a/b/c', false],
+  ])('%s covers %s: %s', (outer, inner, expected) => {
+    expect(filterCovers(outer.split('/'), inner.split('/'))).toBe(expected);
+  });
+
+  it.each([
+    ['a/#', 'a/b', true],
+    ['a/+', '+/b', true],
+    ['a/b', 'a/c', false],
+    ['a/b/c', 'a/+', false],
+    ['#', 'x', true],
+  ])('%s intersects %s: %s', (a, b, expected) => {
+    expect(filtersIntersect(a.split('/'), b.split('/'))).toBe(expected);
+  });
+});
+
+describe('ClientAcl', () => {
+  it('denies everything when no rule matches, unless the tenant defaults to allow', () => {
+    expect(acl([]).canPublish('a')).toBe(false);
+    expect(acl([]).checkSubscribe('a').allowed).toBe(false);
+    expect(acl([], 'd', 'c', true).canPublish('a')).toBe(true);
+  });
+
+  it('substitutes ${device} and ${clientid}', () => {
+    const a = acl([rule('sensors/${device}/#'), rule('cmd/${clientid}', { action: 'subscribe' })], 'dev1', 'cid');
+    expect(a.canPublish('sensors/dev1/t')).toBe(true);
+    expect(a.canPublish('sensors/dev2/t')).toBe(false);
+    expect(a.checkSubscribe('cmd/cid').allowed).toBe(true);
+    expect(a.checkSubscribe('cmd/other').allowed).toBe(false);
+    expect(a.canPublish('cmd/cid')).toBe(false); // subscribe-only rule
+  });
+
+  it('never lets a client id with wildcards or slashes widen an allow rule', () => {
+    const a = acl([rule('cmd/${clientid}')], 'dev1', '#');
+    expect(a.checkSubscribe('cmd/#').allowed).toBe(false);
+    expect(a.canPublish('cmd/x')).toBe(false);
+    const slash = acl([rule('cmd/${clientid}')], 'dev1', 'a/b');
+    expect(slash.canPublish('cmd/a/b')).toBe(false);
+  });
+
+  it('gives the anonymous principal nothing through ${device} rules', () => {
+    const a = acl([rule('sensors/${device}/#')], null, 'c');
+    expect(a.canPublish('sensors//x')).toBe(false);
+    expect(a.canPublish('sensors/anything/x')).toBe(false);
+  });
+
+  it('applies rules of other devices to nobody else', () => {
+    const a = acl([rule('#', { deviceName: 'admin' })], 'dev1');
+    expect(a.canPublish('x')).toBe(false);
+    expect(acl([rule('#', { deviceName: 'admin' })], 'admin').canPublish('x')).toBe(true);
+  });
+
+  it('lets the higher priority win and deny win ties', () => {
+    const rules = [
+      rule('a/#'),
+      rule('a/secret/#', { permission: 'deny' }),
+      rule('a/secret/open', { priority: 1 }),
+      rule('b/#', { priority: 2 }),
+      rule('b/#', { priority: 2, permission: 'deny' }),
+    ];
+    const a = acl(rules);
+    expect(a.canPublish('a/x')).toBe(true);
+    expect(a.canPublish('a/secret/x')).toBe(false);
+    expect(a.canPublish('a/secret/open')).toBe(true);
+    expect(a.canPublish('b/x')).toBe(false);
+  });
+
+  it('grants a subscription only when an allow rule covers the whole filter', () => {
+    const a = acl([rule('sensors/${device}/#')]);
+    expect(a.checkSubscribe('sensors/dev1/#').allowed).toBe(true);
+    expect(a.checkSubscribe('sensors/dev1/+/x').allowed).toBe(true);
+    expect(a.checkSubscribe('sensors/#').allowed).toBe(false);
+    expect(a.checkSubscribe('sensors/+/t').allowed).toBe(false);
+  });
+
+  it('marks a subscription a deny rule partly overlaps, and filters its deliveries', () => {
+    const a = acl([rule('#'), rule('secret/#', { permission: 'deny' })]);
+    expect(a.checkSubscribe('#')).toEqual({ allowed: true, partlyDenied: true });
+    expect(a.checkSubscribe('public/#')).toEqual({ allowed: true, partlyDenied: false });
+    expect(a.checkSubscribe('secret/x').allowed).toBe(false);
+    const unmount = (t: string) => t.slice('t1/'.length);
+    expect(a.canReceiveRouted('t1/secret/x', unmount)).toBe(false);
+    expect(a.canReceiveRouted('t1/public/x', unmount)).toBe(true);
+  });
+
+  it('memoises per routed topic and stays correct after the memo fills up', () => {
+    const a = acl([rule('ok/#')]);
+    let unmounts = 0;
+    const unmount = (t: string) => {
+      unmounts++;
+      return t.slice(3);
+    };
+    expect(a.canPublishRouted('t1/ok/1', unmount)).toBe(true);
+    expect(a.canPublishRouted('t1/ok/1', unmount)).toBe(true);
+    expect(unmounts).toBe(1);
+    for (let i = 0; i < 2000; i++) expect(a.canPublishRouted(`t1/no/${i}`, unmount)).toBe(false);
+    expect(a.canPublishRouted('t1/ok/1', unmount)).toBe(true);
+  });
+
+  it('finds the deciding rule among a thousand without scanning them all per check', () => {
+    const rules = Array.from({ length: 1000 }, (_, i) => rule(`fleet/${i}/+/data`, { priority: i % 3 }));
+    rules.push(rule('fleet/500/x/data', { permission: 'deny', priority: 5 }));
+    const a = acl(rules);
+    expect(a.canPublish('fleet/999/y/data')).toBe(true);
+    expect(a.canPublish('fleet/500/x/data')).toBe(false);
+    expect(a.canPublish('fleet/1000/y/data')).toBe(false);
+  });
+});
