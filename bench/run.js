@@ -1,0 +1,317 @@
+#!/usr/bin/env node
+'use strict';
+// npm run bench [-- --quick] [--only=fanin,latency] [--soak-seconds=600] [--out=file.json]
+// Starts bare aedes, our service (PGlite, and PostgreSQL when available) and Mosquitto (when
+// installed) as separate processes pinned to the server cpus, drives each with the same load
+// generator processes pinned to the other cpus, and reports every figure as a ratio to bare
+// aedes measured in the same run. See bench/README.md.
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { Worker, taskset, tryExec } = require('./lib/proc');
+const { AedesServer, MosquittoServer, ServiceServer, Postgres, ensureBuild, REPO } = require('./lib/servers');
+const { evaluate, table, SERVICE } = require('./lib/report');
+
+const SCENARIOS = ['fanin', 'fanout', 'latency', 'storm', 'idle', 'acl', 'control', 'soak'].map((n) => require(`./scenarios/${n}`));
+const ALIASES = { 1: 'fanin', 2: 'fanout', 3: 'latency', 4: 'storm', 5: 'idle', 6: 'acl', 7: 'control', 8: 'soak' };
+
+const USAGE = `usage: npm run bench [-- options]
+  --quick                 seconds-long smoke run (small counts, PGlite only, no soak, no file unless --out)
+  --only=a,b              scenarios: ${SCENARIOS.map((s) => s.name).join(', ')} (or 1-8)
+  --servers=a,b           columns: aedes, service, service-pg, mosquitto (default: all available; aedes is always run)
+  --soak-seconds=N        soak duration per server (default 600; full mode only)
+  --reps=N                repetitions of the throughput/latency measurements (default 3, quick 1)
+  --out=FILE              results file (default bench/results/<date>-<host>.json in full mode)
+  --profile=a,b           CPU-profile the service (and bare aedes) during these scenarios
+  --server-cpus=L --gen-cpus=L   taskset cpu lists (default: 0 and the rest)
+  --storm-devices=N --idle-connections=N --sessions=N --acl-rules=N --acl-tenants=N
+  --keep-tmp              keep the temp dir (logs, data dirs)
+`;
+
+function parseArgs(argv) {
+  const o = {};
+  for (const a of argv) {
+    if (a === '--help' || a === '-h') {
+      process.stdout.write(USAGE);
+      process.exit(0);
+    }
+    const m = a.match(/^--([a-z-]+)(?:=(.*))?$/);
+    if (!m) throw new Error(`unknown argument ${a}\n${USAGE}`);
+    o[m[1]] = m[2] === undefined ? true : m[2];
+  }
+  return o;
+}
+
+function machineInfo() {
+  const cpus = os.cpus();
+  return {
+    host: os.hostname(),
+    cpuModel: cpus[0] ? cpus[0].model : 'unknown',
+    cores: cpus.length,
+    memoryBytes: os.totalmem(),
+    kernel: os.release(),
+    node: process.version,
+    aedes: JSON.parse(fs.readFileSync(path.join(REPO, 'node_modules', 'aedes', 'package.json'), 'utf8')).version,
+    mosquitto: MosquittoServer.available() ? MosquittoServer.version() : null,
+    taskset: Boolean(taskset()),
+    openFilesLimit: tryExec('/bin/sh', ['-c', 'ulimit -n']),
+    loadAverageAtStart: os.loadavg(),
+    commit: tryExec('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']),
+  };
+}
+
+/** scale of each mode */
+function params(o) {
+  const quick = Boolean(o.quick);
+  const num = (k, d) => (o[k] !== undefined ? Number(o[k]) : d);
+  return quick
+    ? {
+      quick, reps: num('reps', 1), warmupMs: 500, durationMs: 1500, latencyRate: 2000, latencyMs: 2000,
+      stormDevices: num('storm-devices', 40), stormConcurrency: 20, probeQuietMs: 1000,
+      idleConnections: num('idle-connections', 1000), sessions: num('sessions', 1000), sessionPasses: 1,
+      deviceCreations: 20, aclRules: num('acl-rules', 100), aclTenants: num('acl-tenants', 20),
+      soakSeconds: num('soak-seconds', 20), soakSampleMs: 2000,
+    }
+    : {
+      quick, reps: num('reps', 3), warmupMs: 1500, durationMs: 5000, latencyRate: 2000, latencyMs: 8000,
+      stormDevices: num('storm-devices', 2000), stormConcurrency: 100, probeQuietMs: 3000,
+      idleConnections: num('idle-connections', 19000), sessions: num('sessions', 10000), sessionPasses: 3,
+      deviceCreations: 200, aclRules: num('acl-rules', 1000), aclTenants: num('acl-tenants', 1000),
+      soakSeconds: num('soak-seconds', 600), soakSampleMs: 10000,
+    };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** what 16 REST calls in flight look like */
+async function concurrently(n, limit, fn) {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, n) }, async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= n) return;
+      await fn(i);
+    }
+  });
+  await Promise.all(lanes);
+}
+
+// Limits for the benchmark tenants: the defaults (README) cap connections at 10,000 and a
+// client at 2,000 msg/s, which would measure the limiter rather than the broker.
+const BENCH_LIMITS = {
+  maxConnections: 100000,
+  maxMessagesPerSecond: 10000000,
+  maxClientMessagesPerSecond: 10000000,
+  maxInflightPerClient: 65535,
+  maxSubscriptionsPerClient: 1000,
+};
+
+async function createTenant(ctx, s, slug, extra = {}) {
+  let r = await s.rest.request('POST', '/api/v1/tenants', { slug, limits: BENCH_LIMITS, ...extra });
+  if (r.status === 400) {
+    ctx.note(`${s.name}: tenant limits ${JSON.stringify(BENCH_LIMITS)} refused (${r.text.slice(0, 200)}); default limits apply`);
+    r = await s.rest.request('POST', '/api/v1/tenants', { slug, ...extra });
+  }
+  if (r.status !== 201 && r.status !== 200) throw new Error(`POST /tenants ${slug} -> ${r.status}: ${r.text.slice(0, 300)}`);
+  return r.body;
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const p = params(o);
+  const cpuCount = os.cpus().length;
+  const serverCpus = o['server-cpus'] ?? '0';
+  const genCpus = o['gen-cpus'] ?? (cpuCount > 1 ? `1-${cpuCount - 1}` : '0');
+  let only = null;
+  if (o.only) only = new Set(String(o.only).split(',').map((s) => ALIASES[s.trim()] || s.trim()));
+  if (only) for (const n of only) if (!SCENARIOS.find((s) => s.name === n)) throw new Error(`unknown scenario ${n}\n${USAGE}`);
+  const selected = SCENARIOS.filter((s) => (only ? only.has(s.name) : !(p.quick && s.fullOnly)));
+  const profileSet = new Set(o.profile ? String(o.profile).split(',').map((s) => ALIASES[s] || s) : []);
+
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mqtt-bench-'));
+  const rid = crypto.randomBytes(3).toString('hex');
+  const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+  const notes = [];
+  const figures = [];
+  const raw = {};
+  const machine = machineInfo();
+  log(`machine: ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}; servers on cpus ${serverCpus}, generators on ${genCpus}${taskset() ? '' : ' (taskset missing: not pinned)'}; tmp ${tmp}`);
+
+  // ---- columns ---------------------------------------------------------------------------
+  const wanted = new Set(o.servers ? String(o.servers).split(',') : ['aedes', 'service', 'service-pg', 'mosquitto']);
+  wanted.add('aedes');
+  const servers = [new AedesServer({ cpus: serverCpus, tmp })];
+  let pg = null;
+  if (wanted.has('service') || wanted.has('service-pg')) {
+    const b = ensureBuild(log);
+    if (!b.ok) {
+      notes.push(`service not measured: ${b.reason}`);
+      log(`service not measured: ${b.reason}`);
+    } else {
+      if (wanted.has('service')) servers.push(new ServiceServer({ db: 'pglite', cpus: serverCpus, tmp }));
+      if (wanted.has('service-pg') && !p.quick) {
+        if (Postgres.available()) {
+          pg = new Postgres({ tmp, cpus: genCpus });
+          try {
+            const url = await pg.start();
+            servers.push(new ServiceServer({ db: 'postgres', databaseUrl: url, cpus: serverCpus, tmp }));
+            machine.postgres = pg.version();
+          } catch (err) {
+            notes.push(`PostgreSQL column skipped: ${err.message}`);
+            pg = null;
+          }
+        } else notes.push('PostgreSQL column skipped: no DATABASE_URL and no initdb/pg_ctl');
+      }
+    }
+  }
+  if (wanted.has('mosquitto')) {
+    if (MosquittoServer.available()) servers.push(new MosquittoServer({ cpus: serverCpus, tmp }));
+    else notes.push('Mosquitto column skipped: no mosquitto binary');
+  }
+  const columns = servers.map((s) => s.name);
+
+  const profCtl = path.join(tmp, 'prof-ctl');
+  const profDir = path.join(REPO, 'bench', 'results', 'profiles');
+  if (profileSet.size) {
+    fs.writeFileSync(profCtl, 'idle\n');
+    for (const s of servers) {
+      if (s.kind === 'mosquitto') continue;
+      s.nodeArgs = ['-r', path.join(__dirname, 'lib', 'profiler.js')];
+      s.extraEnv = { BENCH_PROF_CTL: profCtl, BENCH_PROF_DIR: profDir };
+    }
+  }
+
+  const workers = [];
+  const ctx = {
+    p, rid, tmp, log, servers, columns, serverCpus, genCpus, machine,
+    sleep, concurrently, createTenant,
+    note: (t) => {
+      notes.push(t);
+      log(`note: ${t}`);
+    },
+    figure: (f) => figures.push(f),
+    raw: (scenario, key, value) => {
+      raw[scenario] ??= {};
+      raw[scenario][key] = value;
+    },
+    /** generator process i (created on first use, reused, all pinned to the generator cpus) */
+    gen: (i = 0) => {
+      while (workers.length <= i) workers.push(new Worker({ cpus: genCpus, label: `gen${workers.length}` }));
+      return workers[i];
+    },
+    /** a throwaway worker pinned to the server cpus (bcrypt ceiling) */
+    serverCpuWorker: () => new Worker({ cpus: serverCpus, label: 'server-cpu-probe' }),
+    /** connection options for the generator: host, port, credentials of the bench device */
+    target: (s) => ({ host: '127.0.0.1', port: s.mqttPort, auth: s.fixture ? s.fixture.auth : null, serverPid: s.pid }),
+    async restart(s) {
+      await s.restart();
+    },
+    async profile(s, scenario, tag, fn) {
+      if (!profileSet.has(scenario) || s.kind === 'mosquitto') return fn();
+      fs.writeFileSync(profCtl, `start ${s.name}-${tag}-${rid}\n`);
+      await sleep(400);
+      try {
+        return await fn();
+      } finally {
+        fs.writeFileSync(profCtl, 'stop\n');
+        await sleep(600);
+        log(`profile written: ${path.join(profDir, `${s.name}-${tag}-${rid}.cpuprofile`)}`);
+      }
+    },
+  };
+
+  // ---- start every column, set up the service tenant -------------------------------------
+  const started = [];
+  for (const s of [...servers]) {
+    try {
+      log(`starting ${s.label}`);
+      await s.start();
+      started.push(s);
+      if (s.kind === 'service') {
+        const slug = `bench-${rid}`;
+        const password = crypto.randomBytes(12).toString('base64url');
+        await createTenant(ctx, s, slug);
+        await s.rest.must('POST', `/api/v1/tenants/${slug}/devices`, { name: 'bench', password });
+        await s.rest.must('POST', `/api/v1/tenants/${slug}/acls`, { device: null, action: 'all', topic: '#', permission: 'allow', priority: 0 });
+        s.fixture = { slug, auth: { username: `${slug}:bench`, password } };
+      }
+      log(`${s.label}: mqtt ${s.mqttPort}${s.httpPort ? `, http ${s.httpPort}` : ''}, pid ${s.pid}`);
+    } catch (err) {
+      const msg = `${s.label} could not be started/set up: ${err.message.split('\n').slice(0, 8).join(' | ')}`;
+      notes.push(msg);
+      log(msg);
+      await s.stop().catch(() => {});
+      servers.splice(servers.indexOf(s), 1);
+      columns.splice(columns.indexOf(s.name), 1);
+      if (s.kind === 'aedes') throw new Error('bare aedes is the baseline and did not start');
+    }
+  }
+
+  // ---- scenarios -------------------------------------------------------------------------
+  const t0 = Date.now();
+  let failed = 0;
+  for (const sc of selected) {
+    log(`=== ${sc.name}: ${sc.title}`);
+    const ts = Date.now();
+    try {
+      await sc.run(ctx);
+    } catch (err) {
+      failed++;
+      ctx.note(`scenario ${sc.name} failed: ${err.stack.split('\n').slice(0, 6).join(' | ')}`);
+      // a failed scenario may leave a server in a bad state: start each one fresh
+      for (const s of servers) await s.restart().catch((e) => ctx.note(`${s.name} restart failed: ${e.message}`));
+    }
+    log(`=== ${sc.name} done in ${((Date.now() - ts) / 1000).toFixed(0)} s`);
+  }
+
+  // ---- teardown, report ------------------------------------------------------------------
+  for (const w of workers) await w.stop();
+  for (const s of servers) await s.stop();
+  if (pg) pg.stop();
+
+  for (const f of figures) evaluate(f);
+  const out = {
+    date: new Date().toISOString(),
+    mode: p.quick ? 'quick' : 'full',
+    args: process.argv.slice(2),
+    machine,
+    pinning: { serverCpus, genCpus, taskset: Boolean(taskset()) },
+    columns: servers.map((s) => ({ name: s.name, label: s.label })),
+    scenarios: selected.map((s) => s.name),
+    seconds: (Date.now() - t0) / 1000,
+    figures,
+    misses: figures.flatMap((f) => Object.entries(f.verdicts || {}).filter(([, v]) => v === 'MISS').map(([c]) => `${f.id} (${c})`)),
+    notes,
+    raw,
+  };
+  const text = table(figures, columns);
+  process.stdout.write(`\n${text}\n\n`);
+  if (notes.length) process.stdout.write(`notes:\n${notes.map((n) => `  - ${n}`).join('\n')}\n`);
+  process.stdout.write(`machine: ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}, aedes ${machine.aedes}` +
+    `${machine.mosquitto ? `, mosquitto ${machine.mosquitto}` : ''}; load average at start ${machine.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}\n`);
+  const misses = out.misses;
+  process.stdout.write(misses.length ? `targets missed: ${misses.join(', ')}\n` : 'targets: no miss among the figures measured\n');
+
+  let file = o.out && o.out !== true ? path.resolve(o.out) : null;
+  if (!file && !p.quick) file = path.join(__dirname, 'results', `${new Date().toISOString().slice(0, 10)}-${os.hostname()}.json`);
+  if (file) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    out.table = text.split('\n');
+    fs.writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
+    process.stdout.write(`results: ${path.relative(process.cwd(), file)}\n`);
+  }
+  if (!o['keep-tmp']) fs.rmSync(tmp, { recursive: true, force: true });
+  else process.stdout.write(`temp dir kept: ${tmp}\n`);
+  process.exitCode = failed ? 1 : 0;
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`bench failed: ${err.stack}\n`);
+    process.exit(2);
+  });
+}
+
+module.exports = { SERVICE };

@@ -1,0 +1,39 @@
+'use strict';
+// Helpers shared by the scenarios.
+
+const { median } = require('../lib/report');
+
+/**
+ * Runs fn(server, rep) for every server, rep-major (aedes, service, ..., aedes, service, ...)
+ * so that slow drifts of a shared machine hit every column alike. Returns {name: [results]}.
+ */
+async function interleaved(ctx, servers, reps, fn) {
+  const out = {};
+  for (const s of servers) out[s.name] = [];
+  for (let rep = 0; rep < reps; rep++) {
+    for (const s of servers) {
+      try {
+        out[s.name].push(await fn(s, rep));
+      } catch (err) {
+        ctx.note(`${s.name}: ${err.message.split('\n')[0]}`);
+        out[s.name].push(null);
+      }
+    }
+  }
+  return out;
+}
+
+/** {name: median of pick(result)} over the non-null results */
+function medians(results, pick) {
+  const v = {};
+  for (const [name, list] of Object.entries(results)) {
+    const xs = list.filter((r) => r !== null && r !== undefined).map(pick).filter((x) => typeof x === 'number');
+    v[name] = xs.length ? median(xs) : null;
+  }
+  return v;
+}
+
+const services = (ctx) => ctx.servers.filter((s) => s.kind === 'service');
+const byName = (ctx, name) => ctx.servers.find((s) => s.name === name);
+
+module.exports = { interleaved, medians, services, byName };

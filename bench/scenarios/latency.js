@@ -1,0 +1,37 @@
+'use strict';
+// 3. Latency at a fixed rate below saturation: 10 publishers -> 1 wildcard subscriber at
+// 2,000 msg/s in total; publish -> receive p50 / p99 / p99.9 (timestamp in the payload).
+
+const { interleaved, medians } = require('./common');
+
+module.exports = {
+  name: 'latency',
+  title: 'latency at a fixed 2,000 msg/s (10 publishers -> 1 wildcard subscriber), QoS 0 and 1',
+  async run(ctx) {
+    const rate = ctx.p.latencyRate;
+    ctx.quietLatency ??= {};
+    for (const qos of [0, 1]) {
+      const res = await interleaved(ctx, ctx.servers, ctx.p.reps, async (s, rep) => {
+        const g = ctx.gen(0);
+        const tag = `${ctx.rid}q${qos}r${rep}`;
+        await g.call('rateStart', {
+          ...ctx.target(s), name: 'lat', mode: 'wildcard', n: 10, qos, rate, payload: 64,
+          topicPrefix: `lat/${tag}`, clientPrefix: `lat-${tag}`, warmupMs: 1000,
+        });
+        await ctx.sleep(1000 + ctx.p.latencyMs);
+        const r = await g.call('rateStop', { name: 'lat' });
+        if (r.received < r.sent * 0.99) ctx.note(`latency ${s.name} QoS ${qos}: received ${r.received} of ${r.sent}`);
+        return r;
+      });
+      ctx.raw('latency', `qos${qos}`, res);
+      for (const [k, label] of [['p50', 'p50'], ['p99', 'p99'], ['p999', 'p99.9']]) {
+        const values = medians(res, (r) => r.latency[k]);
+        if (k === 'p99') for (const [n, v] of Object.entries(values)) (ctx.quietLatency[n] ??= {})[`qos${qos}`] = v;
+        ctx.figure({
+          id: `latency.qos${qos}.${k}`, scenario: '3 latency', label: `latency QoS ${qos} ${label} @${rate}/s`, unit: 'ms', better: 'lower',
+          values, target: k === 'p99' ? { type: 'ratio', op: '<=', value: 1.2 } : undefined,
+        });
+      }
+    }
+  },
+};

@@ -1,0 +1,95 @@
+'use strict';
+// 8. Soak (full mode only, --soak-seconds, default 600 per server): QoS 1 fan-in at half of
+// the server's measured saturation with clients churning (connect, subscribe, publish, leave
+// after 3 s, half of them without DISCONNECT). RSS (/proc) and heap (/metrics) sampled
+// throughout: least-squares slope after the first 20% of the run, and p99 drift.
+
+const { slope, median } = require('../lib/report');
+const fanin = require('./fanin');
+
+async function soakOne(ctx, s) {
+  await ctx.restart(s);
+  let sat = ctx.saturation?.[s.name]?.qos1;
+  if (!sat) {
+    const r = await fanin.measure(ctx, s, 1, `${ctx.rid}cal${s.starts}`, { warmupMs: 1000, durationMs: 3000 });
+    sat = r.delivered;
+  }
+  const rate = Math.max(100, Math.round(sat / 2));
+  const seconds = ctx.p.soakSeconds;
+  const tag = `${ctx.rid}${s.starts}`;
+  await ctx.gen(0).call('rateStart', {
+    ...ctx.target(s), name: 'soak', mode: 'wildcard', n: 50, qos: 1, rate, payload: 64,
+    topicPrefix: `soak/${tag}`, clientPrefix: `soak-${tag}`, warmupMs: 0,
+  });
+  await ctx.gen(1).call('churnStart', {
+    ...ctx.target(s), rate: ctx.p.quick ? 10 : 20, lifeMs: 3000, topicPrefix: `churn/${tag}`, clientPrefix: `churn-${tag}`,
+  });
+  const samples = [];
+  const t0 = performance.now();
+  const until = t0 + seconds * 1000;
+  try {
+    while (performance.now() < until) {
+      await ctx.sleep(Math.min(ctx.p.soakSampleMs, Math.max(0, until - performance.now())));
+      const iv = await ctx.gen(0).call('rateInterval', { name: 'soak' });
+      const st = s.status();
+      const m = await s.metrics();
+      const heap = m && m.has('nodejs_heap_size_used_bytes') ? m.get('nodejs_heap_size_used_bytes') : null;
+      samples.push({
+        t: (performance.now() - t0) / 1000, rss: st ? st.rss : null, heap, p99: iv.latency.p99 ?? null,
+        rate: iv.received / iv.seconds, errors: iv.errors,
+      });
+    }
+  } finally {
+    var churn = await ctx.gen(1).call('churnStop', {}).catch((e) => ({ error: e.message }));
+    var totals = await ctx.gen(0).call('rateStop', { name: 'soak' }).catch((e) => ({ error: e.message }));
+  }
+  const steady = samples.filter((x) => x.t >= seconds * 0.2);
+  const perMin = (k) => {
+    const pts = steady.filter((x) => typeof x[k] === 'number').map((x) => [x.t / 60, x[k]]);
+    return slope(pts);
+  };
+  const third = Math.max(1, Math.floor(samples.length / 3));
+  const p99First = median(samples.slice(0, third).map((x) => x.p99));
+  const p99Last = median(samples.slice(-third).map((x) => x.p99));
+  const rssStart = steady.length ? steady[0].rss : samples[0]?.rss;
+  const rssSlope = perMin('rss');
+  const windowMin = (seconds * 0.8) / 60;
+  return {
+    rate, seconds, samples, churn, totals, rssStart, rssEnd: samples.at(-1)?.rss,
+    rssSlopePerMin: rssSlope, heapSlopePerMin: perMin('heap'), p99First, p99Last,
+    noUpwardRss: rssSlope !== null && rssSlope * windowMin < 0.1 * rssStart,
+  };
+}
+
+module.exports = {
+  name: 'soak',
+  fullOnly: true,
+  title: 'soak: QoS 1 fan-in at half saturation with churning clients; RSS and heap slope, p99 drift',
+  async run(ctx) {
+    const res = {};
+    for (const s of ctx.servers) {
+      try {
+        ctx.log(`${s.name}: soak ${ctx.p.soakSeconds} s`);
+        res[s.name] = await soakOne(ctx, s);
+        const r = res[s.name];
+        ctx.log(`${s.name}: soak at ${r.rate}/s: RSS ${(r.rssStart / 2 ** 20).toFixed(0)} -> ${(r.rssEnd / 2 ** 20).toFixed(0)} MiB, slope ${(r.rssSlopePerMin / 2 ** 20).toFixed(2)} MiB/min, p99 ${r.p99First?.toFixed(2)} -> ${r.p99Last?.toFixed(2)} ms`);
+      } catch (err) {
+        ctx.note(`soak ${s.name}: ${err.message.split('\n')[0]}`);
+        res[s.name] = null;
+      }
+      await ctx.restart(s).catch(() => {});
+    }
+    ctx.raw('soak', 'results', res);
+    const pick = (f) => Object.fromEntries(Object.entries(res).map(([k, v]) => [k, v ? f(v) : null]));
+    const sc = `8 soak ${ctx.p.soakSeconds}s`;
+    ctx.figure({ id: 'soak.rate', scenario: sc, label: 'QoS 1 rate (half of saturation)', unit: 'msg/s', better: null, values: pick((v) => v.rate) });
+    ctx.figure({
+      id: 'soak.rss.slope', scenario: sc, label: 'RSS slope after warm-up', unit: 'B', better: 'lower', values: pick((v) => v.rssSlopePerMin),
+      target: { type: 'check', text: 'per min; growth < 10% of RSS', pass: pick((v) => v.noUpwardRss) },
+    });
+    ctx.figure({ id: 'soak.heap.slope', scenario: sc, label: 'heap-used slope after warm-up', unit: 'B', better: 'lower', values: pick((v) => v.heapSlopePerMin) });
+    ctx.figure({ id: 'soak.rss.end', scenario: sc, label: 'RSS at the end', unit: 'B', better: 'lower', values: pick((v) => v.rssEnd) });
+    ctx.figure({ id: 'soak.p99.first', scenario: sc, label: 'p99 first third', unit: 'ms', better: 'lower', values: pick((v) => v.p99First) });
+    ctx.figure({ id: 'soak.p99.last', scenario: sc, label: 'p99 last third', unit: 'ms', better: 'lower', values: pick((v) => v.p99Last) });
+  },
+};
