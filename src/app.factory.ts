@@ -1,6 +1,6 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import { BrokerService, ListenerPorts } from './broker/broker.service';
@@ -8,10 +8,18 @@ import { ProblemFilter } from './common/problem.filter';
 import { createValidationPipe } from './common/validation';
 import { AppConfig } from './config/config';
 import { PrismaService } from './database/prisma.service';
+import { loadOpenApiDocument } from './openapi/openapi-document';
+
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+}
 
 export interface RunningApp {
   app: NestFastifyApplication;
   ports: ListenerPorts & { http: number };
+  /** every HTTP route registered with Fastify (HEAD and the /docs assets included) */
+  routes: readonly RegisteredRoute[];
   close(): Promise<void>;
 }
 
@@ -19,22 +27,28 @@ export interface RunningApp {
 export async function startApp(config: AppConfig): Promise<RunningApp> {
   const app = await NestFactory.create<NestFastifyApplication>(
     AppModule.forRoot(config),
-    new FastifyAdapter({ bodyLimit: 1024 * 1024, trustProxy: false }),
+    new FastifyAdapter({
+      bodyLimit: 1024 * 1024,
+      trustProxy: false,
+      // MQTT topics and client ids travel as one percent-encoded path segment (retained/{topic}):
+      // find-my-way's default of 100 characters would turn longer ones into 404s
+      routerOptions: { maxParamLength: 16 * 1024 },
+    }),
     { bufferLogs: true },
   );
+  // every route the app registers, for the test that holds openapi/openapi.yaml to them
+  const routes: RegisteredRoute[] = [];
+  app
+    .getHttpAdapter()
+    .getInstance()
+    .addHook('onRoute', (route) => {
+      for (const method of ([] as string[]).concat(route.method)) routes.push({ method, url: route.url });
+    });
   app.useLogger(app.get(Logger));
   app.useGlobalFilters(new ProblemFilter());
   app.useGlobalPipes(createValidationPipe());
-  const document = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('Multi-tenant MQTT broker')
-      .setVersion('1')
-      .addBearerAuth()
-      .setOpenAPIVersion('3.1.0')
-      .build(),
-  );
-  SwaggerModule.setup('docs', app, document);
+  // /docs serves the checked-in document itself, so the two cannot differ
+  SwaggerModule.setup('docs', app, loadOpenApiDocument());
 
   await app.get(PrismaService).connect();
   await app.init();
@@ -45,6 +59,7 @@ export async function startApp(config: AppConfig): Promise<RunningApp> {
   return {
     app,
     ports: { ...brokerPorts, http },
+    routes,
     close: () => app.close(),
   };
 }

@@ -2,6 +2,8 @@ import { DynamicModule, Global, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import { AclController } from './acl/acl.controller';
+import { ApiKeysController } from './api-keys/api-keys.controller';
+import { ApiKeysService } from './api-keys/api-keys.service';
 import { AclService } from './acl/acl.service';
 import { BrokerService } from './broker/broker.service';
 import { ChangeBus } from './broker/identity/change-bus';
@@ -13,7 +15,16 @@ import { PrismaService } from './database/prisma.service';
 import { DevicesController } from './devices/devices.controller';
 import { DevicesService } from './devices/devices.service';
 import { HealthController } from './health/health.controller';
+import { PublishController } from './publish/publish.controller';
+import { PublishService } from './publish/publish.service';
+import { RetainedController } from './retained/retained.controller';
+import { RetainedService } from './retained/retained.service';
+import { LocalSessionSource } from './sessions/local-session-source';
+import { SESSION_SOURCE } from './sessions/session-source';
+import { SessionsController } from './sessions/sessions.controller';
+import { SessionsService } from './sessions/sessions.service';
 import { PrismaTenantSource } from './tenants/tenant-snapshot.source';
+import { TenantOperatorGuard } from './tenants/tenant-operator.guard';
 import { TenantsController } from './tenants/tenants.controller';
 import { TenantsService } from './tenants/tenants.service';
 
@@ -42,8 +53,30 @@ class CoreModule {
 class BrokerModule {}
 
 @Module({
-  controllers: [TenantsController, DevicesController, AclController, HealthController],
-  providers: [TenantsService, DevicesService, AclService, { provide: APP_GUARD, useClass: AuthGuard }],
+  controllers: [
+    TenantsController,
+    DevicesController,
+    AclController,
+    HealthController,
+    ApiKeysController,
+    SessionsController,
+    PublishController,
+    RetainedController,
+  ],
+  providers: [
+    TenantsService,
+    DevicesService,
+    AclService,
+    { provide: APP_GUARD, useClass: AuthGuard },
+    TenantOperatorGuard,
+    ApiKeysService,
+    // one node's sessions; a cluster replaces SESSION_SOURCE with one that asks every node
+    LocalSessionSource,
+    { provide: SESSION_SOURCE, useExisting: LocalSessionSource },
+    SessionsService,
+    PublishService,
+    RetainedService,
+  ],
   exports: [TenantsService, DevicesService, AclService],
 })
 class ControlPlaneModule {}

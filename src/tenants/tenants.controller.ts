@@ -1,8 +1,9 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, OperatorOnly, Principal } from '../common/auth';
 import { PageQuery } from '../common/pagination';
 import { CreateTenantDto, SlugParam, UpdateTenantDto } from './tenant.dto';
+import { TenantOperatorGuard } from './tenant-operator.guard';
 import { tenantView, TenantsService, TenantView } from './tenants.service';
 
 @ApiTags('tenants')
@@ -33,7 +34,7 @@ export class TenantsController {
   }
 
   @Delete(':slug')
-  @OperatorOnly()
+  @UseGuards(TenantOperatorGuard)
   @HttpCode(204)
   async remove(@Param() p: SlugParam): Promise<void> {
     await this.tenants.remove(p.slug);

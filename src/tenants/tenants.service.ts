@@ -124,5 +124,9 @@ export class TenantsService {
 }
 
 export function isUniqueViolation(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'P2002';
+  if (typeof err !== 'object' || err === null) return false;
+  if ((err as { code?: string }).code === 'P2002') return true;
+  // the PGlite adapter hands PostgreSQL's error through as it is, without mapping it to P2002
+  const cause = (err as { cause?: { kind?: string; code?: string } }).cause;
+  return cause?.kind === 'postgres' && cause.code === '23505';
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { startApp, RunningApp } from '../../src/app.factory';
 import { AppConfig, loadConfig } from '../../src/config/config';
+import { responseMismatch } from './openapi';
 
 export interface TestApp {
   running: RunningApp;
@@ -85,6 +86,9 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     const text = await res.text();
     let parsed: unknown = text;
     if (text && /json/.test(res.headers.get('content-type') ?? '')) parsed = JSON.parse(text);
+    // every response an e2e test sees must be one openapi/openapi.yaml documents
+    const mismatch = responseMismatch(method, path, res.status, res.headers.get('content-type'), parsed);
+    if (mismatch) throw new Error(`response does not match openapi/openapi.yaml: ${mismatch}`);
     return { status: res.status, headers: res.headers, body: parsed as T };
   };
 

@@ -1,0 +1,3 @@
+-- CreateIndex
+CREATE UNIQUE INDEX "ApiKey_tenantId_name_key" ON "ApiKey"("tenantId", "name");
+
