@@ -7,8 +7,16 @@ import { ApiKeysService } from './api-keys/api-keys.service';
 import { AclService } from './acl/acl.service';
 import { BrokerService } from './broker/broker.service';
 import { ChangeBus } from './broker/identity/change-bus';
+import { ClientCertificateAuth } from './broker/identity/client-certificate-auth';
 import { IdentityService } from './broker/identity/identity.service';
 import { TENANT_SOURCE } from './broker/identity/snapshot';
+import { SERVER_TLS } from './broker/server-tls';
+import { CertificatesController } from './certificates/certificates.controller';
+import { CertificatesService } from './certificates/certificates.service';
+import { MasterKeyService } from './certificates/master-key.service';
+import { ServerCaController } from './certificates/server-ca.controller';
+import { ServerTlsService } from './certificates/server-tls.service';
+import { TenantCaService } from './certificates/tenant-ca.service';
 import { AuthGuard } from './common/auth';
 import { APP_CONFIG, AppConfig } from './config/config';
 import { PrismaService } from './database/prisma.service';
@@ -47,8 +55,12 @@ class CoreModule {
     IdentityService,
     ChangeBus,
     BrokerService,
+    ClientCertificateAuth,
+    MasterKeyService,
+    ServerTlsService,
+    { provide: SERVER_TLS, useExisting: ServerTlsService },
   ],
-  exports: [IdentityService, ChangeBus, BrokerService],
+  exports: [IdentityService, ChangeBus, BrokerService, ClientCertificateAuth, MasterKeyService, ServerTlsService],
 })
 class BrokerModule {}
 
@@ -62,6 +74,8 @@ class BrokerModule {}
     SessionsController,
     PublishController,
     RetainedController,
+    CertificatesController,
+    ServerCaController,
   ],
   providers: [
     TenantsService,
@@ -76,6 +90,8 @@ class BrokerModule {}
     SessionsService,
     PublishService,
     RetainedService,
+    TenantCaService,
+    CertificatesService,
   ],
   exports: [TenantsService, DevicesService, AclService],
 })

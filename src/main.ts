@@ -12,9 +12,9 @@ async function main(): Promise<void> {
   const log = pino({ level: config.logLevel });
   const running = await startApp(config);
   running.app.enableShutdownHooks();
-  const { http, mqtt, ws } = running.ports;
+  const { http, mqtt, ws, mqtts, wss } = running.ports;
   // the one line tools wait for; ports are the chosen ones when 0 was asked
-  log.warn({ http, mqtt, ws, node: config.nodeId, database: config.databaseUrl ? 'postgresql' : 'pglite' }, 'listening');
+  log.warn({ http, mqtt, ws, mqtts, wss, node: config.nodeId, database: config.databaseUrl ? 'postgresql' : 'pglite' }, 'listening');
   if (config.adminTokenGenerated) {
     // printed once, at the start that generated it; it is kept in DATA_DIR/admin-token (mode 0600)
     process.stdout.write(`\nOperator token (ADMIN_TOKEN), shown once: ${config.adminToken}\n\n`);

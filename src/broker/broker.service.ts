@@ -1,18 +1,24 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { Aedes } from 'aedes';
-import { createServer as createHttpServer, IncomingMessage, Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer, Server as TlsServer } from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { HookEvents, mountInbound, TenantHooks } from './hooks';
+import { ClientCertificateAuth } from './identity/client-certificate-auth';
 import { IdentityService } from './identity/identity.service';
 import type { TenantRuntime } from './identity/tenant-runtime';
+import { SERVER_TLS, serverTlsOptions, ServerTlsProvider } from './server-tls';
 import type { BrokerClient, TenantSession } from './session';
 
 export interface ListenerPorts {
   mqtt: number;
   ws: number;
+  mqtts: number;
+  wss: number;
 }
 
 /** Owns the aedes instance and its listeners; the REST layer reaches the data plane through it. */
@@ -23,6 +29,9 @@ export class BrokerService implements OnApplicationShutdown {
   private tcp?: NetServer;
   private wsHttp?: HttpServer;
   private wss?: WebSocketServer;
+  private mqtts?: TlsServer;
+  private wssHttps?: HttpsServer;
+  private wssSecure?: WebSocketServer;
   readonly events: HookEvents & { listeners: Partial<HookEvents>[] };
   private readonly checks = new Map<string, () => Promise<void>>();
   ports?: ListenerPorts;
@@ -30,6 +39,8 @@ export class BrokerService implements OnApplicationShutdown {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly identity: IdentityService,
+    private readonly certificateAuth: ClientCertificateAuth,
+    @Inject(SERVER_TLS) private readonly serverTls: ServerTlsProvider,
   ) {
     const listeners: Partial<HookEvents>[] = [];
     this.events = {
@@ -57,7 +68,7 @@ export class BrokerService implements OnApplicationShutdown {
   }
 
   async start(): Promise<ListenerPorts> {
-    const hooks = new TenantHooks(this.identity, this.config, this.events);
+    const hooks = new TenantHooks(this.identity, this.config, this.events, this.certificateAuth);
     const aedes = await Aedes.createBroker({
       id: this.config.nodeId,
       connectTimeout: this.config.connectTimeoutMs,
@@ -74,29 +85,47 @@ export class BrokerService implements OnApplicationShutdown {
     this.tcp = createNetServer({ noDelay: true }, (socket) => this.handle(socket, undefined));
     const mqtt = await listen(this.tcp, this.config.mqttPort, this.config.host);
 
-    this.wsHttp = createHttpServer((_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: connect to /mqtt\n');
-    });
-    this.wss = new WebSocketServer({
-      server: this.wsHttp,
+    this.wsHttp = createHttpServer(upgradeRequired);
+    this.wss = this.mountWebSocket(this.wsHttp);
+    const ws = await listen(this.wsHttp, this.config.wsPort, this.config.host);
+
+    // MQTTS and secure WebSockets: same certificate; a client certificate is checked at CONNECT
+    const tlsOptions = serverTlsOptions(this.serverTls.material(), this.config.connectTimeoutMs);
+    this.mqtts = createTlsServer(tlsOptions, (socket) => this.handle(socket, undefined));
+    const mqtts = await listen(this.mqtts, this.config.mqttsPort, this.config.host);
+    this.wssHttps = createHttpsServer(tlsOptions, upgradeRequired);
+    this.wssSecure = this.mountWebSocket(this.wssHttps);
+    const wss = await listen(this.wssHttps, this.config.wssPort, this.config.host);
+
+    this.ports = { mqtt, ws, mqtts, wss };
+    return this.ports;
+  }
+
+  private mountWebSocket(server: HttpServer | HttpsServer): WebSocketServer {
+    const wss = new WebSocketServer({
+      server,
       path: '/mqtt',
       maxPayload: this.config.maxPacketSize + 16,
       handleProtocols: (protocols) =>
         protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false,
     });
-    this.wss.on('connection', (ws, req) => {
+    wss.on('connection', (ws, req) => {
       req.socket.setNoDelay(true);
       const stream = createWebSocketStream(ws);
       stream.on('error', () => ws.terminate());
       this.handle(stream, req);
     });
-    const ws = await listen(this.wsHttp, this.config.wsPort, this.config.host);
-    this.ports = { mqtt, ws };
-    return this.ports;
+    return wss;
   }
 
   isListening(): boolean {
-    return this.aedesInstance !== undefined && !!this.tcp?.listening && !!this.wsHttp?.listening;
+    return (
+      this.aedesInstance !== undefined &&
+      !!this.tcp?.listening &&
+      !!this.wsHttp?.listening &&
+      !!this.mqtts?.listening &&
+      !!this.wssHttps?.listening
+    );
   }
 
   /** Extra dependencies /health/ready must see answering (Redis when clustered). */
@@ -157,12 +186,17 @@ export class BrokerService implements OnApplicationShutdown {
     this.aedesInstance = undefined;
     // aedes first: it ends the client streams, so the servers can close without waiting
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    if (this.wss) {
-      for (const ws of this.wss.clients) ws.terminate();
-      await new Promise<void>((resolve) => this.wss?.close(() => resolve()));
+    for (const wss of [this.wss, this.wssSecure]) {
+      if (!wss) continue;
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
     }
-    await Promise.all([close(this.tcp), close(this.wsHttp)]);
+    await Promise.all([close(this.tcp), close(this.wsHttp), close(this.mqtts), close(this.wssHttps)]);
   }
+}
+
+function upgradeRequired(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket: connect to /mqtt\n');
 }
 
 function listen(server: NetServer | HttpServer, port: number, host: string): Promise<number> {

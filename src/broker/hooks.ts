@@ -3,6 +3,7 @@ import type { AedesPublishPacket, ConnectPacket, PublishPacket, Subscription } f
 import { topicFilterError, topicNameError } from '../acl/topic-filter';
 import type { AppConfig } from '../config/config';
 import { newSecret } from '../common/ids';
+import { ClientCertificateAuth, peerCertificateOf } from './identity/client-certificate-auth';
 import type { CredentialResult, IdentityService } from './identity/identity.service';
 import type { TenantRuntime } from './identity/tenant-runtime';
 import { BrokerClient, TenantSession } from './session';
@@ -72,6 +73,7 @@ export class TenantHooks {
     private readonly identity: IdentityService,
     private readonly config: AppConfig,
     private readonly events: HookEvents,
+    private readonly certificates: ClientCertificateAuth,
   ) {}
 
   preConnect = (client: BrokerClient, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void): void => {
@@ -112,7 +114,15 @@ export class TenantHooks {
     const info = client.connectInfo ?? { clean: true, keepalive: 0, protocolVersion: 4 };
     let result: CredentialResult;
     let authMethod: TenantSession['authMethod'] = 'password';
-    if (username === undefined || username === null) {
+    let certificateSerial: string | null = null;
+    const certificate = peerCertificateOf(client);
+    if (certificate !== undefined) {
+      // a presented certificate decides alone: an invalid one is refused even with a good password
+      const checked = await this.certificates.check(certificate, username);
+      result = checked;
+      authMethod = 'certificate';
+      if (checked.ok) certificateSerial = checked.serialNumber;
+    } else if (username === undefined || username === null) {
       const slug = this.config.anonymousTenant;
       const tenant = slug ? await this.identity.tenantBySlug(slug) : null;
       result = tenant
@@ -161,7 +171,7 @@ export class TenantHooks {
       info.keepalive,
       info.protocolVersion,
       authMethod,
-      null,
+      certificateSerial,
     );
     // packets pipelined behind the CONNECT were parsed before the tenant was known
     const queued = client._parser._queue as InboundPacket[] | null;

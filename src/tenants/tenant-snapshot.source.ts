@@ -1,10 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import type { AclRuleInput } from '../acl/compiled-acl';
-import type { DeviceSnapshot, TenantSnapshot, TenantSource } from '../broker/identity/snapshot';
+import type { CertificateSnapshot, DeviceSnapshot, TenantSnapshot, TenantSource } from '../broker/identity/snapshot';
 import { PrismaService } from '../database/prisma.service';
 import { effectiveLimits } from './limits';
 
 const deviceFields = { id: true, name: true, enabled: true, passwordHash: true } as const;
+const certificateFields = { serialNumber: true, deviceId: true } as const;
 
 /** Loads what the data plane caches: one query per tenant at the first connect. */
 @Injectable()
@@ -17,6 +18,7 @@ export class PrismaTenantSource implements TenantSource {
       include: {
         devices: { select: deviceFields },
         aclRules: { include: { device: { select: { name: true } } }, orderBy: { id: 'asc' } },
+        certificates: { where: { status: 'active' }, select: certificateFields },
       },
     });
     if (!row) return null;
@@ -28,11 +30,16 @@ export class PrismaTenantSource implements TenantSource {
       defaultAclPermission: row.defaultAclPermission,
       devices: row.devices,
       rules: row.aclRules.map(toRule),
+      certificates: row.certificates,
     };
   }
 
   async loadDevice(tenantId: string, name: string): Promise<DeviceSnapshot | null> {
     return this.prisma.db.device.findUnique({ where: { tenantId_name: { tenantId, name } }, select: deviceFields });
+  }
+
+  async loadCertificates(tenantId: string): Promise<CertificateSnapshot[]> {
+    return this.prisma.db.certificate.findMany({ where: { tenantId, status: 'active' }, select: certificateFields });
   }
 
   async loadRules(tenantId: string): Promise<AclRuleInput[]> {

@@ -13,6 +13,8 @@ export interface TestApp {
   http: string;
   mqttPort: number;
   wsPort: number;
+  mqttsPort: number;
+  wssPort: number;
   adminToken: string;
   api<T = any>(method: string, path: string, body?: unknown, token?: string | null): Promise<ApiResponse<T>>;
   /** tenant + device (password given) + an allow-all rule unless `rules` is given */
@@ -102,6 +104,8 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     http,
     mqttPort: running.ports.mqtt,
     wsPort: running.ports.ws,
+    mqttsPort: running.ports.mqtts,
+    wssPort: running.ports.wss,
     adminToken,
     api,
     async createTenant(slug, body = {}) {

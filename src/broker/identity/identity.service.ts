@@ -31,6 +31,8 @@ export class IdentityService {
   private dummyHash?: Promise<string>;
   /** called to disconnect clients; set by the broker */
   kick: (clients: BrokerClient[], reason: string) => void = () => undefined;
+  /** other per-node caches that follow the same changes (the tenant CA index) */
+  private readonly observers: ((change: Invalidation) => Promise<void>)[] = [];
 
   constructor(
     @Inject(TENANT_SOURCE) private readonly source: TenantSource,
@@ -107,8 +109,14 @@ export class IdentityService {
     return (this.dummyHash ??= bcrypt.hash(randomBytes(16).toString('hex'), this.config.bcryptCost));
   }
 
+  /** Registers a cache that must see every change too, also those for tenants not cached here. */
+  observe(observer: (change: Invalidation) => Promise<void>): void {
+    this.observers.push(observer);
+  }
+
   /** Applies a change announced by the control plane (this node's REST API or another node's). */
   async apply(change: Invalidation): Promise<void> {
+    for (const observer of this.observers) await observer(change);
     if (change.kind === 'tenant') this.unknownSlugs.clear();
     const tenant = this.byId.get(change.tenantId);
     if (!tenant) return; // not cached here: the next connect loads it fresh
@@ -150,6 +158,16 @@ export class IdentityService {
         tenant.setRules(await this.source.loadRules(tenant.id));
         this.recheckSubscriptions(tenant);
         return;
+      case 'certificates': {
+        tenant.setCertificates(await this.source.loadCertificates(tenant.id));
+        // sessions opened with a certificate that is no longer active (revoked, device deleted)
+        const revoked = [...tenant.clients].filter((c) => {
+          const s = c.tenantSession;
+          return s?.authMethod === 'certificate' && !tenant.certificateValidFor(s.certificateSerial ?? '', s.deviceName ?? '');
+        });
+        if (revoked.length) this.kick(revoked, 'certificate revoked');
+        return;
+      }
     }
   }
 

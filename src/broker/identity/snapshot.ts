@@ -10,6 +10,14 @@ export interface TenantSnapshot {
   defaultAclPermission: 'allow' | 'deny';
   devices: DeviceSnapshot[];
   rules: AclRuleInput[];
+  /** the tenant's active client certificates (revoked ones are simply absent) */
+  certificates: CertificateSnapshot[];
+}
+
+/** An active client certificate: its serial (normalised, lower-case hex) and the device row it belongs to. */
+export interface CertificateSnapshot {
+  serialNumber: string;
+  deviceId: string;
 }
 
 export interface DeviceSnapshot {
@@ -24,6 +32,7 @@ export interface TenantSource {
   loadTenant(by: { slug: string } | { id: string }): Promise<TenantSnapshot | null>;
   loadDevice(tenantId: string, name: string): Promise<DeviceSnapshot | null>;
   loadRules(tenantId: string): Promise<AclRuleInput[]>;
+  loadCertificates(tenantId: string): Promise<CertificateSnapshot[]>;
 }
 
 export const TENANT_SOURCE = Symbol('TENANT_SOURCE');
@@ -33,4 +42,6 @@ export type Invalidation =
   | { kind: 'tenant'; tenantId: string }
   | { kind: 'tenant-deleted'; tenantId: string }
   | { kind: 'device'; tenantId: string; name: string; disconnect: boolean }
-  | { kind: 'rules'; tenantId: string };
+  | { kind: 'rules'; tenantId: string }
+  /** a certificate of the tenant was issued or revoked */
+  | { kind: 'certificates'; tenantId: string };

@@ -2,7 +2,7 @@ import type { AclRuleInput } from '../../acl/compiled-acl';
 import { ClientAcl } from '../../acl/compiled-acl';
 import type { TenantLimits } from '../../tenants/limits';
 import { Mountpoint } from '../tenancy/mountpoint';
-import type { DeviceSnapshot, TenantSnapshot } from './snapshot';
+import type { CertificateSnapshot, DeviceSnapshot, TenantSnapshot } from './snapshot';
 import type { BrokerClient } from '../session';
 
 export interface DeviceEntry extends DeviceSnapshot {
@@ -32,6 +32,12 @@ export class TenantRuntime {
   defaultAllow: boolean;
   devices = new Map<string, DeviceEntry>();
   rules: AclRuleInput[] = [];
+  /**
+   * Active client certificates: serial -> id of the device row it was issued to. A certificate
+   * authenticates only while its serial maps to the id of the device named by its CN, so a
+   * revoked one, or one of a deleted device whose name was taken again, is refused.
+   */
+  activeCertificates = new Map<string, string>();
   /** bumped whenever `rules` or `defaultAllow` change; clients recompile their ACL lazily */
   ruleGeneration = 0;
   readonly clients = new Set<BrokerClient>();
@@ -46,6 +52,7 @@ export class TenantRuntime {
     this.defaultAllow = snapshot.defaultAclPermission === 'allow';
     this.setDevices(snapshot.devices);
     this.rules = snapshot.rules;
+    this.setCertificates(snapshot.certificates);
   }
 
   get id(): string {
@@ -65,6 +72,16 @@ export class TenantRuntime {
       this.defaultAllow = defaultAllow;
       this.ruleGeneration++;
     }
+  }
+
+  setCertificates(certificates: CertificateSnapshot[]): void {
+    this.activeCertificates = new Map(certificates.map((c) => [c.serialNumber, c.deviceId]));
+  }
+
+  /** Whether the certificate `serialNumber` is active and belongs to the current device `deviceName`. */
+  certificateValidFor(serialNumber: string, deviceName: string): boolean {
+    const device = this.devices.get(deviceName);
+    return device !== undefined && this.activeCertificates.get(serialNumber) === device.id;
   }
 
   setRules(rules: AclRuleInput[]): void {
