@@ -26,7 +26,9 @@ const USAGE = `usage: npm run bench [-- options]
   --out=FILE              results file (default bench/results/<date>-<host>.json in full mode)
   --profile=a,b           CPU-profile the service (and bare aedes) during these scenarios
   --server-cpus=L --gen-cpus=L   taskset cpu lists (default: 0 and the rest)
+  --duration-ms=N --warmup-ms=N   measured window and warm-up of the throughput scenarios
   --storm-devices=N --idle-connections=N --sessions=N --acl-rules=N --acl-tenants=N
+  --service-dir=DIR       run the service built in another checkout (default: this repo), e.g. to compare commits
   --keep-tmp              keep the temp dir (logs, data dirs)
 `;
 
@@ -66,7 +68,7 @@ function machineInfo() {
 function params(o) {
   const quick = Boolean(o.quick);
   const num = (k, d) => (o[k] !== undefined ? Number(o[k]) : d);
-  return quick
+  const p = quick
     ? {
       quick, reps: num('reps', 1), warmupMs: 500, durationMs: 1500, latencyRate: 2000, latencyMs: 2000,
       stormDevices: num('storm-devices', 40), stormConcurrency: 20, probeQuietMs: 1000,
@@ -81,9 +83,32 @@ function params(o) {
       deviceCreations: 200, aclRules: num('acl-rules', 1000), aclTenants: num('acl-tenants', 1000),
       soakSeconds: num('soak-seconds', 600), soakSampleMs: 10000,
     };
+  if (o['duration-ms']) p.durationMs = num('duration-ms');
+  if (o['warmup-ms']) p.warmupMs = num('warmup-ms');
+  return p;
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// everything started is registered here and undone on exit, failure or Ctrl-C
+const cleanups = [];
+let cleaning = null;
+function cleanupAll() {
+  cleaning ??= (async () => {
+    for (const f of cleanups.splice(0).reverse()) {
+      try {
+        await f();
+      } catch { /* best effort */ }
+    }
+  })();
+  return cleaning;
+}
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    process.stderr.write(`\n[bench] ${sig}: stopping servers and generators\n`);
+    cleanupAll().finally(() => process.exit(130));
+  });
+}
 
 /** what 16 REST calls in flight look like */
 async function concurrently(n, limit, fn) {
@@ -131,6 +156,9 @@ async function main() {
   const profileSet = new Set(o.profile ? String(o.profile).split(',').map((s) => ALIASES[s] || s) : []);
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mqtt-bench-'));
+  cleanups.push(() => {
+    if (!o['keep-tmp']) fs.rmSync(tmp, { recursive: true, force: true });
+  });
   const rid = crypto.randomBytes(3).toString('hex');
   const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
   const notes = [];
@@ -144,22 +172,31 @@ async function main() {
   wanted.add('aedes');
   const servers = [new AedesServer({ cpus: serverCpus, tmp })];
   let pg = null;
+  const everyServer = [];
+  cleanups.push(async () => {
+    for (const s of everyServer) await s.stop();
+    if (pg) pg.stop();
+  });
   if (wanted.has('service') || wanted.has('service-pg')) {
-    const b = ensureBuild(log);
+    const serviceDir = o['service-dir'] ? path.resolve(String(o['service-dir'])) : REPO;
+    machine.serviceDir = serviceDir;
+    machine.serviceCommit = tryExec('git', ['-C', serviceDir, 'rev-parse', '--short', 'HEAD']);
+    const b = ensureBuild(log, serviceDir);
     if (!b.ok) {
       notes.push(`service not measured: ${b.reason}`);
       log(`service not measured: ${b.reason}`);
     } else {
-      if (wanted.has('service')) servers.push(new ServiceServer({ db: 'pglite', cpus: serverCpus, tmp }));
+      if (wanted.has('service')) servers.push(new ServiceServer({ db: 'pglite', cpus: serverCpus, tmp, dir: serviceDir }));
       if (wanted.has('service-pg') && !p.quick) {
         if (Postgres.available()) {
           pg = new Postgres({ tmp, cpus: genCpus });
           try {
             const url = await pg.start();
-            servers.push(new ServiceServer({ db: 'postgres', databaseUrl: url, cpus: serverCpus, tmp }));
+            servers.push(new ServiceServer({ db: 'postgres', databaseUrl: url, cpus: serverCpus, tmp, dir: serviceDir }));
             machine.postgres = pg.version();
           } catch (err) {
             notes.push(`PostgreSQL column skipped: ${err.message}`);
+            pg.stop();
             pg = null;
           }
         } else notes.push('PostgreSQL column skipped: no DATABASE_URL and no initdb/pg_ctl');
@@ -183,7 +220,11 @@ async function main() {
     }
   }
 
+  everyServer.push(...servers);
   const workers = [];
+  cleanups.push(async () => {
+    for (const w of workers) await w.stop();
+  });
   const ctx = {
     p, rid, tmp, log, servers, columns, serverCpus, genCpus, machine,
     sleep, concurrently, createTenant,
@@ -267,9 +308,10 @@ async function main() {
   }
 
   // ---- teardown, report ------------------------------------------------------------------
-  for (const w of workers) await w.stop();
-  for (const s of servers) await s.stop();
+  for (const w of workers.splice(0)) await w.stop();
+  for (const s of everyServer) await s.stop();
   if (pg) pg.stop();
+  pg = null;
 
   for (const f of figures) evaluate(f);
   const out = {
@@ -302,14 +344,15 @@ async function main() {
     fs.writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
     process.stdout.write(`results: ${path.relative(process.cwd(), file)}\n`);
   }
-  if (!o['keep-tmp']) fs.rmSync(tmp, { recursive: true, force: true });
-  else process.stdout.write(`temp dir kept: ${tmp}\n`);
+  if (o['keep-tmp']) process.stdout.write(`temp dir kept: ${tmp}\n`);
+  await cleanupAll();
   process.exitCode = failed ? 1 : 0;
 }
 
 if (require.main === module) {
-  main().catch((err) => {
+  main().catch(async (err) => {
     process.stderr.write(`bench failed: ${err.stack}\n`);
+    await cleanupAll();
     process.exit(2);
   });
 }

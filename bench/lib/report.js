@@ -67,7 +67,7 @@ function fmtNum(v, unit) {
     if (Math.abs(v) >= 1024) return `${(v / 1024).toFixed(1)}K`;
     return v.toFixed(0);
   }
-  if (unit === 'x' || unit === '%') return v.toFixed(2);
+  if (unit === 'x' || unit === '%' || unit === 'us') return v.toFixed(2);
   const a = Math.abs(v);
   if (a >= 1e6) return `${(v / 1e6).toFixed(2)}M`;
   if (a >= 1e4) return `${(v / 1e3).toFixed(1)}k`;

@@ -171,11 +171,12 @@ class MosquittoServer extends BaseServer {
 
 /** our service; `db` is 'pglite' or 'postgres' (then `databaseUrl`) */
 class ServiceServer extends BaseServer {
-  constructor({ db, databaseUrl, ...o }) {
+  constructor({ db, databaseUrl, dir = REPO, ...o }) {
     super({ name: db === 'postgres' ? 'service-pg' : 'service', label: db === 'postgres' ? 'service (PostgreSQL)' : 'service (PGlite)', ...o });
     this.kind = 'service';
     this.anonymous = false;
     this.db = db;
+    this.dir = dir;
     this.databaseUrl = databaseUrl;
     this.dataDir = fs.mkdtempSync(path.join(this.tmp, `${this.name}-data-`));
     this.adminToken = crypto.randomBytes(24).toString('base64url');
@@ -193,8 +194,8 @@ class ServiceServer extends BaseServer {
     delete env.DATABASE_URL;
     delete env.REDIS_URL;
     if (this.db === 'postgres') env.DATABASE_URL = this.databaseUrl;
-    const args = [...(this.nodeArgs || []), path.join(REPO, 'dist', 'src', 'main.js')];
-    this.child = spawnPinned(process.execPath, args, { cpus: this.cpus, cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = [...(this.nodeArgs || []), path.join(this.dir, 'dist', 'src', 'main.js')];
+    this.child = spawnPinned(process.execPath, args, { cpus: this.cpus, cwd: this.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const j = await waitListening(this.child, this.label, logFile, 120000);
     this.ports = j;
     this.mqttPort = j.mqtt;
@@ -239,14 +240,14 @@ function newestMtime(dir, skip) {
 }
 
 /** builds dist/ with `npm run build` when dist/src/main.js is missing or older than src/ */
-function ensureBuild(log) {
-  const main = path.join(REPO, 'dist', 'src', 'main.js');
-  if (!fs.existsSync(path.join(REPO, 'src', 'main.ts'))) return { ok: false, reason: 'src/main.ts does not exist yet' };
+function ensureBuild(log, dir = REPO) {
+  const main = path.join(dir, 'dist', 'src', 'main.js');
+  if (!fs.existsSync(path.join(dir, 'src', 'main.ts'))) return { ok: false, reason: `${dir}/src/main.ts does not exist` };
   const built = fs.existsSync(main) ? fs.statSync(main).mtimeMs : 0;
-  const src = newestMtime(path.join(REPO, 'src'), (p) => p.endsWith('.spec.ts'));
+  const src = newestMtime(path.join(dir, 'src'), (p) => p.endsWith('.spec.ts'));
   if (built && built >= src) return { ok: true, built: false };
-  log(`building the service (npm run build): dist is ${built ? 'older than src' : 'missing'}`);
-  const r = spawnSync('npm', ['run', 'build'], { cwd: REPO, encoding: 'utf8', timeout: 300000 });
+  log(`building the service in ${dir} (npm run build): dist is ${built ? 'older than src' : 'missing'}`);
+  const r = spawnSync('npm', ['run', 'build'], { cwd: dir, encoding: 'utf8', timeout: 300000 });
   if (r.status !== 0 || !fs.existsSync(main)) {
     return { ok: false, reason: `npm run build failed (${r.status}): ${(r.stdout + r.stderr).split('\n').slice(-15).join('\n')}` };
   }

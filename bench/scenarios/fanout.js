@@ -28,6 +28,10 @@ module.exports = {
         id: `fanout.qos${qos}.servercpu`, scenario: '2 fan-out', label: '  server cpu (cores)', unit: 'x', better: null,
         values: medians(res, (r) => r.serverCpu),
       });
+      ctx.figure({
+        id: `fanout.qos${qos}.cpupermsg`, scenario: '2 fan-out', label: '  server cpu per delivery', unit: 'us', better: 'lower',
+        values: medians(res, (r) => (r.serverCpu && r.deliveries ? (r.serverCpu / r.deliveries) * 1e6 : null)),
+      });
       if (qos === 1) {
         const lost = {};
         for (const [name, list] of Object.entries(res)) {

@@ -51,7 +51,7 @@ async function stormOne(ctx, s) {
   const epoch = () => performance.timeOrigin + performance.now();
   const out = { created };
   try {
-    await ctx.sleep(500);
+    await ctx.sleep(ctx.p.quick ? 1500 : 3000); // past the JIT warm-up of a fresh process
     await lagMs(s); // resets the lag histogram
     const q0 = epoch();
     await ctx.sleep(ctx.p.probeQuietMs);

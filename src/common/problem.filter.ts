@@ -27,6 +27,8 @@ export class ProblemFilter implements ExceptionFilter {
       code = STATUS_CODES[status] ?? (status >= 500 ? 'internal' : 'bad-request');
       const body = exception.getResponse();
       detail = typeof body === 'string' ? body : String((body as { message?: unknown }).message ?? exception.message);
+      // a body Fastify could not parse (malformed JSON...) reaches us as a plain 400: name the field
+      if (status === 400) errors = [{ field: 'body', message: detail }];
     } else if (isFastifyError(exception)) {
       // body parser errors (malformed JSON, wrong content type, too large) come from Fastify itself
       status = exception.statusCode;

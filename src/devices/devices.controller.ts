@@ -51,7 +51,9 @@ export class DevicesController {
   async setPassword(
     @CurrentPrincipal() principal: Principal,
     @Param() p: DeviceParams,
-    @Body() dto: SetPasswordDto | undefined,
+    // the class itself, not `SetPasswordDto | undefined`: a union is emitted as Object and the
+    // ValidationPipe would skip the body altogether (an absent body is validated as `{}`)
+    @Body() dto: SetPasswordDto,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<{ password: string } | undefined> {
     const tenant = await this.tenants.resolve(principal, p.slug);

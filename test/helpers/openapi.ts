@@ -113,3 +113,14 @@ export function responseMismatch(
     .join('; ');
   return `${where} ${status}: the body does not match openapi/openapi.yaml: ${errors}; body: ${JSON.stringify(body).slice(0, 500)}`;
 }
+
+/** Fastify's `/a/:b` as OpenAPI's `/a/{b}`. */
+export const toTemplate = (url: string): string => url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+
+/**
+ * Whether the running app registers this documented operation: operations marked `x-planned`
+ * (contract for routes still being built) are skipped by the suites until it does.
+ */
+export function isServed(routes: readonly { method: string; url: string }[], method: string, template: string): boolean {
+  return routes.some((r) => r.method === method.toUpperCase() && toTemplate(r.url) === template);
+}

@@ -1,7 +1,7 @@
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import { startTestApp, TestApp } from '../helpers/app';
-import { HTTP_METHODS, openApiDocument } from '../helpers/openapi';
+import { HTTP_METHODS, openApiDocument, toTemplate } from '../helpers/openapi';
 
 /**
  * openapi/openapi.yaml is checked in and served at /docs as it is. This holds it to the app:
@@ -13,8 +13,6 @@ import { HTTP_METHODS, openApiDocument } from '../helpers/openapi';
 // Swagger UI's own files under /docs/ are the viewer, not the API
 const isDocsAsset = (url: string) => url.startsWith('/docs/') || url === '/docs/*';
 
-/** Fastify's `/a/:b` as OpenAPI's `/a/{b}`. */
-const toTemplate = (url: string) => url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
 
 describe('openapi/openapi.yaml', () => {
   let app: TestApp;
