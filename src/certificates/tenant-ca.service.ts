@@ -12,6 +12,13 @@ import { pemFile } from './pem';
 import { CertificateAuthorityPem, createCertificateAuthority } from './pki';
 
 const TENANT_CA_VALIDITY_DAYS = 3650;
+/** how long an issuer name that named no tenant CA is not looked up again */
+const UNKNOWN_ISSUER_TTL_MS = 10_000;
+const MAX_UNKNOWN_ISSUERS = 10_000;
+
+/** The subject of a tenant's CA: the slug is in it, so an unknown issuer name can be looked up. */
+const caCommonName = (slug: string): string => `${slug} device CA`;
+const CA_SUBJECT_RE = /^CN=([a-z0-9][a-z0-9-]{1,38}[a-z0-9]) device CA$/;
 
 /** Associated data of a tenant CA's encrypted key: the ciphertext only opens in its own row. */
 export const tenantCaAssociatedData = (tenantId: string): string => `tenant-ca:${tenantId}`;
@@ -25,6 +32,7 @@ export const tenantCaAssociatedData = (tenantId: string): string => `tenant-ca:$
 @Injectable()
 export class TenantCaService implements OnModuleInit {
   private readonly logger = new Logger('TenantCa');
+  private readonly unknownIssuers = new Map<string, number>();
 
   constructor(
     private readonly prisma: PrismaService,
@@ -37,6 +45,7 @@ export class TenantCaService implements OnModuleInit {
   async onModuleInit(): Promise<void> {
     this.tenants.addLifecycleHook({ onTenantCreated: (tenant) => this.ensureCa(tenant).then(() => undefined) });
     this.identity.observe((change) => this.follow(change));
+    this.index.resolveUnknownIssuer = (issuerDn) => this.resolveUnknownIssuer(issuerDn);
     // tenants created before CAs existed (or whose creation stopped half-way) get one now
     const missing = await this.prisma.db.tenant.findMany({ where: { caCertificatePem: null } });
     for (const tenant of missing) await this.ensureCa(tenant);
@@ -81,7 +90,7 @@ export class TenantCaService implements OnModuleInit {
   private async ensureCa(tenant: Tenant): Promise<string> {
     if (tenant.caCertificatePem) return tenant.caCertificatePem;
     const ca = await createCertificateAuthority({
-      commonName: `${tenant.slug} device CA`,
+      commonName: caCommonName(tenant.slug),
       keyAlgorithm: 'ec-p256',
       validityDays: TENANT_CA_VALIDITY_DAYS,
     });
@@ -98,6 +107,26 @@ export class TenantCaService implements OnModuleInit {
     }
     this.index.setTenantCa(tenant.id, tenant.slug, pem);
     return pem;
+  }
+
+  /**
+   * A certificate names an issuer no CA here has: normally a foreign CA, but it may be the CA of
+   * a tenant created on another node while this one missed the change. One query per issuer name
+   * per UNKNOWN_ISSUER_TTL_MS at most; the signature is still checked by the caller.
+   */
+  private async resolveUnknownIssuer(issuerDn: string): Promise<boolean> {
+    const slug = CA_SUBJECT_RE.exec(issuerDn)?.[1];
+    if (slug === undefined) return false;
+    const missAt = this.unknownIssuers.get(slug);
+    if (missAt !== undefined && Date.now() - missAt < UNKNOWN_ISSUER_TTL_MS) return false;
+    if (this.unknownIssuers.size >= MAX_UNKNOWN_ISSUERS) this.unknownIssuers.clear();
+    this.unknownIssuers.set(slug, Date.now());
+    const row = await this.prisma.db.tenant.findUnique({ where: { slug }, select: { id: true, slug: true, caCertificatePem: true } });
+    if (!row?.caCertificatePem || this.index.hasTenantCa(row.id)) return false;
+    this.index.setTenantCa(row.id, row.slug, row.caCertificatePem);
+    this.unknownIssuers.delete(slug);
+    this.logger.warn(`learnt the CA of tenant ${row.slug} at a connect: a tenant change was missed on this node`);
+    return true;
   }
 
   private async follow(change: Invalidation): Promise<void> {

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { IClientOptions } from 'mqtt';
+import { ClientCertificateAuth } from '../../src/broker/identity/client-certificate-auth';
 import { CertificatesService } from '../../src/certificates/certificates.service';
 import { TenantsService } from '../../src/tenants/tenants.service';
 import { databaseKind, startTestApp, TestApp } from '../helpers/app';
@@ -453,6 +454,16 @@ describe(`TLS and client certificates (${databaseKind()})`, () => {
       // the new device gets its own
       const fresh = await issue('alpha', 'temp');
       expect((await mqtts(tlsOptions(fresh))).client.connected).toBe(true);
+    });
+
+    it("learns at CONNECT the CA of a tenant whose creation this node missed (cluster bus down)", async () => {
+      await app.createTenant('late');
+      await app.createDevice('late', 'dev', pw);
+      const issued = await issue('late', 'dev');
+      const tenant = await app.running.app.get(TenantsService).resolve({ kind: 'operator' }, 'late');
+      app.running.app.get(ClientCertificateAuth).deleteTenantCa(tenant.id);
+      const c = await mqtts(tlsOptions(issued, { username: 'late:dev' }));
+      expect(c.client.connected).toBe(true);
     });
 
     it('refuses the certificate of a disabled device', async () => {

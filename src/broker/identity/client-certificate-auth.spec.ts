@@ -135,6 +135,28 @@ describe('ClientCertificateAuth', () => {
     expect(await auth.check(der(cert.certificatePem), undefined)).toMatchObject({ ok: false, reason: 'certificate-unknown-issuer' });
   });
 
+  it('asks for an unknown issuer once, and authenticates when a missed tenant CA is found', async () => {
+    const cert = await issue('d1', 'dev-1');
+    auth.deleteTenantCa('tacme'); // as if this node had missed the tenant's creation
+    const asked: string[] = [];
+    auth.resolveUnknownIssuer = async (issuerDn) => {
+      asked.push(issuerDn);
+      return false;
+    };
+    expect(await auth.check(der(cert.certificatePem), undefined)).toMatchObject({ ok: false, reason: 'certificate-unknown-issuer' });
+    auth.resolveUnknownIssuer = async (issuerDn) => {
+      asked.push(issuerDn);
+      auth.setTenantCa('tacme', 'acme', ca.certificatePem);
+      return true;
+    };
+    expect(await auth.check(der(cert.certificatePem), 'acme:d1')).toMatchObject({ ok: true, serialNumber: cert.serialNumber });
+    expect(asked).toEqual(['CN=acme device CA', 'CN=acme device CA']);
+    // known issuers never ask, not even for a forged certificate
+    const rogue = await createCertificateAuthority({ commonName: 'acme device CA', keyAlgorithm: 'ec-p256', validityDays: 365 });
+    await auth.check(der((await issue('d1', 'dev-1', rogue)).certificatePem), undefined);
+    expect(asked).toHaveLength(2);
+  });
+
   describe("IdentityService 'certificates' change", () => {
     const session = (authMethod: string, certificateSerial: string | null, deviceName = 'd1') =>
       ({ tenantSession: { authMethod, certificateSerial, deviceName } }) as unknown as BrokerClient;

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { X509Certificate } from 'node:crypto';
 import { TLSSocket } from 'node:tls';
 import { TenantCaIndex, verifyClientCertificate } from '../../certificates/client-certificate-verifier';
 import type { BrokerClient } from '../session';
@@ -32,6 +33,12 @@ export class ClientCertificateAuth {
   /** keyed by tenant id: a slug can be reused, an id never */
   private readonly index = new TenantCaIndex<string>();
   private readonly slugs = new Map<string, string>();
+  /**
+   * Asked when no known CA has the certificate's issuer name: finds a tenant CA this node has not
+   * heard of (a change missed while the cluster bus was down) and adds it. Set by the control
+   * plane; it must bound its own cost (negative cache), as any client can present any issuer.
+   */
+  resolveUnknownIssuer?: (issuerDn: string) => Promise<boolean>;
 
   constructor(private readonly identity: IdentityService) {}
 
@@ -59,7 +66,11 @@ export class ClientCertificateAuth {
    * certificate's device is a bad user name (CONNACK 4).
    */
   async check(certificateDer: Uint8Array, username: string | undefined | null, now = Date.now()): Promise<CertificateCheck> {
-    const verdict = verifyClientCertificate(certificateDer, this.index.lookup, now);
+    let verdict = verifyClientCertificate(certificateDer, this.index.lookup, now);
+    if (!verdict.ok && verdict.reason === 'unknown-issuer' && this.resolveUnknownIssuer) {
+      const issuer = new X509Certificate(certificateDer).issuer;
+      if (await this.resolveUnknownIssuer(issuer)) verdict = verifyClientCertificate(certificateDer, this.index.lookup, now);
+    }
     if (!verdict.ok) return { ok: false, returnCode: 5, reason: `certificate-${verdict.reason}` };
     const tenantId = verdict.tenantKey;
     const slug = this.slugs.get(tenantId);
