@@ -306,7 +306,11 @@ describe(`TLS and client certificates (${databaseKind()})`, () => {
     it('lists a device certificates with pagination and without private keys; revokes idempotently', async () => {
       await app.createDevice('alpha', 'lister', pw);
       const a = await issue('alpha', 'lister');
-      const b = await issue('alpha', 'lister');
+      // no body at all: a key pair is generated
+      const noBody = await app.api<Issued>('POST', '/api/v1/tenants/alpha/devices/lister/certificates');
+      expect(noBody.status).toBe(201);
+      expect(noBody.body.privateKeyPem).toContain('PRIVATE KEY');
+      const b = noBody.body;
       const page1 = await app.api('GET', '/api/v1/tenants/alpha/devices/lister/certificates?limit=1');
       expect(page1.status).toBe(200);
       expect(page1.body.items.map((c: Issued) => c.id)).toEqual([a.id]);
@@ -476,15 +480,19 @@ describe(`TLS and client certificates (${databaseKind()})`, () => {
     });
 
     it('with requireClientCertificates, refuses passwords and accepts certificates', async () => {
-      await app.createTenant('strict', { requireClientCertificates: true });
+      await app.createTenant('strict');
       await app.createDevice('strict', 'dev', pw);
       await app.allow('strict');
-      expect(await refusedOverTls({ ca: serverCaPem, username: 'strict:dev', password: pw })).toBe(5);
       const issued = await issue('strict', 'dev');
-      const c = await mqtts(tlsOptions(issued, { username: 'strict:dev' }));
-      await c.subscribe('strict/t');
-      await c.publish('strict/t', 'cert-only');
-      expect(await c.next()).toMatchObject({ payload: 'cert-only' });
+      const byPassword = await mqtts({ ca: serverCaPem, username: 'strict:dev', password: pw, clientId: 'strict-pw' });
+      const byCert = await mqtts(tlsOptions(issued, { username: 'strict:dev', clientId: 'strict-cert' }));
+      expect((await app.api('PATCH', '/api/v1/tenants/strict', { requireClientCertificates: true })).status).toBe(200);
+      // the password session goes, the certificate session stays
+      await closedByServer(byPassword);
+      await byCert.subscribe('strict/t');
+      await byCert.publish('strict/t', 'cert-only');
+      expect(await byCert.next()).toMatchObject({ payload: 'cert-only' });
+      expect(await refusedOverTls({ ca: serverCaPem, username: 'strict:dev', password: pw })).toBe(5);
       const { cert, key } = await onDisk(issued);
       expect(await run('mosquitto_pub', mosquittoTls(['--cert', cert, '--key', key, '-t', 'strict/t', '-m', 'x']))).toMatchObject({ code: 0 });
     });
