@@ -11,7 +11,18 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const log = pino({ level: config.logLevel });
   const running = await startApp(config);
-  running.app.enableShutdownHooks();
+  // SIGTERM/SIGINT: the lifecycle hooks close gracefully (BrokerService: stop accepting, close the
+  // clients' connections, flush the persistence), then the process exits 0; a watchdog bounds it
+  running.app.enableShutdownHooks([], { useProcessExit: true });
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      log.warn({ signal, node: config.nodeId }, 'shutting down');
+      setTimeout(() => {
+        log.error({ timeoutMs: config.shutdownTimeoutMs }, 'graceful shutdown took too long: exiting');
+        process.exit(1);
+      }, config.shutdownTimeoutMs).unref();
+    });
+  }
   const { http, mqtt, ws, mqtts, wss } = running.ports;
   // the one line tools wait for; ports are the chosen ones when 0 was asked
   log.warn({ http, mqtt, ws, mqtts, wss, node: config.nodeId, database: config.databaseUrl ? 'postgresql' : 'pglite' }, 'listening');

@@ -101,6 +101,40 @@ describe('openapi/openapi.yaml', () => {
     expect(problems).toEqual([]);
   });
 
+  it('has examples that match their schemas', () => {
+    const ajv = new Ajv2020({ strict: false });
+    addFormats(ajv);
+    ajv.addSchema(doc, 'openapi');
+    const problems: string[] = [];
+    const check = (pointer: string, example: unknown) => {
+      const validate = ajv.getSchema(`openapi#${pointer}`);
+      if (validate && !validate(example)) problems.push(`${pointer}: ${JSON.stringify(validate.errors?.slice(0, 2))}`);
+    };
+    const esc = (k: string) => k.replace(/~/g, '~0').replace(/\//g, '~1');
+    for (const [name, schema] of Object.entries<any>(doc.components.schemas)) {
+      for (const ex of schema.examples ?? []) check(`/components/schemas/${name}`, ex);
+    }
+    const media = (base: string, content: Record<string, any> | undefined) => {
+      for (const [type, m] of Object.entries<any>(content ?? {})) {
+        if (!m.schema) continue;
+        const at = `${base}/content/${esc(type)}/schema`;
+        if (m.example !== undefined) check(at, m.example);
+        for (const ex of Object.values<any>(m.examples ?? {})) check(at, ex.value);
+      }
+    };
+    for (const [path, item] of Object.entries<any>(doc.paths)) {
+      for (const m of HTTP_METHODS) {
+        const op = item[m];
+        if (!op) continue;
+        const base = `/paths/${esc(path)}/${m}`;
+        media(`${base}/requestBody`, op.requestBody?.content);
+        for (const [code, r] of Object.entries<any>(op.responses)) if (!r.$ref) media(`${base}/responses/${code}`, r.content);
+      }
+    }
+    for (const [name, r] of Object.entries<any>(doc.components.responses)) media(`/components/responses/${name}`, r.content);
+    expect(problems).toEqual([]);
+  });
+
   it('gives every operation an id, a summary, its path parameters, and its error responses', () => {
     const problems: string[] = [];
     const ids = new Set<string>();

@@ -1,0 +1,162 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Client } from 'pg';
+
+/** The built service (test/run.sh builds before jest runs). */
+export const MAIN_JS = resolve(__dirname, '../../dist/src/main.js');
+
+export interface NodePorts {
+  http: number;
+  mqtt: number;
+  ws: number;
+}
+
+export interface LogLine {
+  msg?: string;
+  level?: number;
+  [key: string]: unknown;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** from the signal to the exit */
+  ms: number;
+}
+
+/**
+ * One node of the service as a separate process (`node dist/src/main.js`), on ephemeral ports,
+ * read through its JSON log lines: the `listening` line gives its ports.
+ */
+export class AppProcess {
+  readonly lines: LogLine[] = [];
+  /** raw output, for a failing test's message */
+  output = '';
+  private waiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  ports!: NodePorts;
+
+  private constructor(
+    readonly name: string,
+    private readonly child: ChildProcess,
+  ) {
+    this.exited = new Promise((res) => child.once('exit', (code, signal) => res({ code, signal })));
+    let pending = '';
+    const onData = (d: Buffer) => {
+      const text = d.toString();
+      this.output += text;
+      pending += text;
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const raw = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        let line: LogLine;
+        try {
+          line = JSON.parse(raw) as LogLine;
+        } catch {
+          continue;
+        }
+        this.lines.push(line);
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.match(line)) return true;
+          w.resolve(line);
+          return false;
+        });
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+  }
+
+  get http(): string {
+    return `http://127.0.0.1:${this.ports.http}`;
+  }
+
+  static async start(name: string, env: Record<string, string>): Promise<AppProcess> {
+    if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run "npm run build" first (test/run.sh does)`);
+    const child = spawn(process.execPath, [MAIN_JS], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOST: '127.0.0.1',
+        HTTP_PORT: '0',
+        MQTT_PORT: '0',
+        MQTTS_PORT: '0',
+        WS_PORT: '0',
+        WSS_PORT: '0',
+        LOG_LEVEL: 'warn',
+        BCRYPT_COST: '4',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const node = new AppProcess(name, child);
+    const listening = await Promise.race([
+      node.waitFor((l) => l.msg === 'listening', 30_000),
+      node.exited.then(({ code }) => {
+        throw new Error(`${name} exited (${code}) before listening:\n${node.output}`);
+      }),
+    ]);
+    node.ports = { http: Number(listening.http), mqtt: Number(listening.mqtt), ws: Number(listening.ws) };
+    return node;
+  }
+
+  /** Resolves with the first log line (already printed or next) that matches. */
+  waitFor(match: (l: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
+    const seen = this.lines.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`${this.name}: no matching log line within ${timeoutMs} ms:\n${this.output}`)), timeoutMs);
+      this.waiters.push({
+        match,
+        resolve: (l) => {
+          clearTimeout(timer);
+          res(l);
+        },
+      });
+    });
+  }
+
+  /** Sends `signal` and resolves once the process has exited. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<Exit> {
+    const t0 = Date.now();
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    const { code, signal: sig } = await this.exited;
+    return { code, signal: sig, ms: Date.now() - t0 };
+  }
+
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+
+  async api<T = any>(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(this.http + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    return { status: res.status, body: (text && /json/.test(res.headers.get('content-type') ?? '') ? JSON.parse(text) : text) as T };
+  }
+}
+
+/** A fresh database on the PostgreSQL server of TEST_PG_URL, dropped by `drop`. */
+export async function createPgDatabase(adminUrl: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = 'cluster_' + randomBytes(6).toString('hex');
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = '/' + name;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new Client({ connectionString: adminUrl });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export const dataDirFor = (root: string, name: string): string => join(root, name);
