@@ -3,6 +3,7 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
+import { echoRequestIds, requestId } from './common/request-id';
 import { BrokerService, ListenerPorts } from './broker/broker.service';
 import { ProblemFilter } from './common/problem.filter';
 import { createValidationPipe } from './common/validation';
@@ -30,6 +31,8 @@ export async function startApp(config: AppConfig): Promise<RunningApp> {
     new FastifyAdapter({
       bodyLimit: 1024 * 1024,
       trustProxy: false,
+      // request ids in every log line and response (x-request-id)
+      genReqId: requestId,
       // MQTT topics and client ids travel as one percent-encoded path segment (retained/{topic}):
       // find-my-way's default of 100 characters would turn longer ones into 404s
       routerOptions: { maxParamLength: 16 * 1024 },
@@ -44,6 +47,7 @@ export async function startApp(config: AppConfig): Promise<RunningApp> {
     .addHook('onRoute', (route) => {
       for (const method of ([] as string[]).concat(route.method)) routes.push({ method, url: route.url });
     });
+  echoRequestIds(app.getHttpAdapter().getInstance());
   app.useLogger(app.get(Logger));
   app.useGlobalFilters(new ProblemFilter());
   app.useGlobalPipes(createValidationPipe());

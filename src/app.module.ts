@@ -5,6 +5,8 @@ import { AclController } from './acl/acl.controller';
 import { ApiKeysController } from './api-keys/api-keys.controller';
 import { ApiKeysService } from './api-keys/api-keys.service';
 import { AclService } from './acl/acl.service';
+import { AuditController } from './audit/audit.controller';
+import { AuditModule } from './audit/audit.module';
 import { BrokerService } from './broker/broker.service';
 import { ChangeBus } from './broker/identity/change-bus';
 import { ClientCertificateAuth } from './broker/identity/client-certificate-auth';
@@ -17,15 +19,13 @@ import { MasterKeyService } from './certificates/master-key.service';
 import { ServerCaController } from './certificates/server-ca.controller';
 import { ServerTlsService } from './certificates/server-tls.service';
 import { TenantCaService } from './certificates/tenant-ca.service';
-import { ClusterSessionSource } from './cluster/cluster-session-source';
-import { ClusterWriteGuard } from './cluster/cluster-write.guard';
-import { ClusterService } from './cluster/cluster.service';
 import { AuthGuard } from './common/auth';
 import { APP_CONFIG, AppConfig } from './config/config';
 import { PrismaService } from './database/prisma.service';
 import { DevicesController } from './devices/devices.controller';
 import { DevicesService } from './devices/devices.service';
 import { HealthController } from './health/health.controller';
+import { MetricsModule } from './metrics/metrics.module';
 import { PublishController } from './publish/publish.controller';
 import { PublishService } from './publish/publish.service';
 import { RetainedController } from './retained/retained.controller';
@@ -62,10 +62,8 @@ class CoreModule {
     MasterKeyService,
     ServerTlsService,
     { provide: SERVER_TLS, useExisting: ServerTlsService },
-    // Redis persistence, emitter and node bus when REDIS_URL is set; nothing otherwise
-    ClusterService,
   ],
-  exports: [IdentityService, ChangeBus, BrokerService, ClientCertificateAuth, MasterKeyService, ServerTlsService, ClusterService],
+  exports: [IdentityService, ChangeBus, BrokerService, ClientCertificateAuth, MasterKeyService, ServerTlsService],
 })
 class BrokerModule {}
 
@@ -81,24 +79,18 @@ class BrokerModule {}
     RetainedController,
     CertificatesController,
     ServerCaController,
+    AuditController,
   ],
   providers: [
     TenantsService,
     DevicesService,
     AclService,
     { provide: APP_GUARD, useClass: AuthGuard },
-    // after AuthGuard: changes answer 503 while the other nodes cannot be told (Redis away)
-    { provide: APP_GUARD, useClass: ClusterWriteGuard },
     TenantOperatorGuard,
     ApiKeysService,
     // one node's sessions; a cluster replaces SESSION_SOURCE with one that asks every node
     LocalSessionSource,
-    {
-      provide: SESSION_SOURCE,
-      useFactory: (local: LocalSessionSource, cluster: ClusterService) =>
-        cluster.enabled ? new ClusterSessionSource(local, cluster) : local,
-      inject: [LocalSessionSource, ClusterService],
-    },
+    { provide: SESSION_SOURCE, useExisting: LocalSessionSource },
     SessionsService,
     PublishService,
     RetainedService,
@@ -125,6 +117,8 @@ export class AppModule {
           },
         }),
         BrokerModule,
+        AuditModule,
+        MetricsModule,
         ControlPlaneModule,
       ],
     };

@@ -6,8 +6,9 @@ import { newSecret } from '../common/ids';
 import { ClientCertificateAuth, peerCertificateOf } from './identity/client-certificate-auth';
 import type { CredentialResult, IdentityService } from './identity/identity.service';
 import type { TenantRuntime } from './identity/tenant-runtime';
-import { BrokerClient, TenantSession } from './session';
-import { DROPPED_TOPIC, Mountpoint } from './tenancy/mountpoint';
+import type { BrokerLimits } from './limits/broker-limits';
+import { BrokerClient, remoteAddressOf, TenantSession } from './session';
+import { DROPPED_TOPIC, isSysFilter, Mountpoint } from './tenancy/mountpoint';
 
 type AuthError = Error & { returnCode: number };
 
@@ -56,6 +57,8 @@ export function mountInbound(mp: Mountpoint, packet: InboundPacket): string | nu
   }
 }
 
+const SYS_SUBSCRIBE = Object.freeze({ allowed: true, partlyDenied: false });
+
 /** Events the hooks report; metrics and the audit log subscribe to them. */
 export interface HookEvents {
   connectRefused(client: BrokerClient, tenant: TenantRuntime | undefined, reason: string, returnCode: number): void;
@@ -74,6 +77,7 @@ export class TenantHooks {
     private readonly config: AppConfig,
     private readonly events: HookEvents,
     private readonly certificates: ClientCertificateAuth,
+    private readonly limits: BrokerLimits,
   ) {}
 
   preConnect = (client: BrokerClient, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void): void => {
@@ -82,6 +86,7 @@ export class TenantHooks {
       clean: packet.clean !== false,
       keepalive: packet.keepalive ?? 0,
       protocolVersion: packet.protocolVersion ?? 4,
+      username: packet.username,
     };
     done(null, true);
   };
@@ -130,7 +135,7 @@ export class TenantHooks {
         : { ok: false, returnCode: 5, reason: 'anonymous' };
       authMethod = 'anonymous';
     } else {
-      result = await this.identity.checkPassword(username, password);
+      result = await this.identity.checkPassword(username, password, remoteAddressOf(client));
     }
     const refuse = (tenant: TenantRuntime | undefined, returnCode: number, reason: string): AuthError => {
       this.events.connectRefused(client, tenant, reason, returnCode);
@@ -138,7 +143,7 @@ export class TenantHooks {
     };
     if (!result.ok) return refuse(result.tenant, result.returnCode, result.reason);
     const { tenant, device } = result;
-    if (tenant.clients.size >= tenant.limits.maxConnections) return refuse(tenant, 3, 'max-connections');
+    if (!this.limits.hasRoom(tenant)) return refuse(tenant, 3, 'max-connections');
 
     let deviceClientId = client.requestedClientId ?? '';
     if (deviceClientId === '') {
@@ -157,8 +162,7 @@ export class TenantHooks {
       will.topic = mountpoint.mount(will.topic);
     }
 
-    const conn = client.conn as { remoteAddress?: string };
-    const remoteAddress = conn.remoteAddress ?? client.req?.socket?.remoteAddress ?? null;
+    const remoteAddress = remoteAddressOf(client);
     client.id = mountpoint.clientId(deviceClientId);
     client.unmountTopic = mountpoint.unmount;
     client.tenantSession = new TenantSession(
@@ -184,6 +188,7 @@ export class TenantHooks {
         }
       }
     }
+    this.limits.attach(client, client.tenantSession);
     tenant.counters.connectsAccepted++;
     return null;
   }
@@ -195,6 +200,8 @@ export class TenantHooks {
     const session = client.tenantSession;
     if (session === undefined) return done(new Error('not authenticated'));
     if (packet === client.will) return done(null);
+    const tooLarge = this.limits.checkPayload(session, packet.payload);
+    if (tooLarge !== null) return done(tooLarge);
     const mountpoint = session.tenant.mountpoint;
     const topic = packet.topic;
     let reason: string | null = null;
@@ -206,7 +213,7 @@ export class TenantHooks {
       packet.retain = false;
       this.events.publishDropped(session, reason);
     }
-    done(null);
+    this.limits.admit(client, session, done);
   };
 
   authorizeSubscribe = (
@@ -217,12 +224,15 @@ export class TenantHooks {
     const session = client.tenantSession;
     if (session === undefined) return done(new Error('not authenticated'));
     const tenant = session.tenant;
-    const check = session.currentAcl().checkSubscribe(tenant.mountpoint.unmount(sub.topic));
+    const filter = tenant.mountpoint.unmount(sub.topic);
+    // the tenant's own $SYS figures are readable by every device, without an ACL rule
+    const check = isSysFilter(filter) ? SYS_SUBSCRIBE : session.currentAcl().checkSubscribe(filter);
     if (!check.allowed) return done(null, null);
     if (
       client.subscriptions[sub.topic] === undefined &&
       Object.keys(client.subscriptions).length >= tenant.limits.maxSubscriptionsPerClient
     ) {
+      tenant.counters.limitHits.maxSubscriptionsPerClient++;
       return done(null, null);
     }
     if (check.partlyDenied) session.readFiltered = true;
@@ -232,11 +242,17 @@ export class TenantHooks {
   authorizeForward = (client: BrokerClient, packet: AedesPublishPacket): AedesPublishPacket | null => {
     const session = client.tenantSession;
     if (session === undefined) return null;
-    if (session.readFiltered && !session.currentAcl().canReceiveRouted(packet.topic, session.tenant.mountpoint.unmount)) {
+    const mountpoint = session.tenant.mountpoint;
+    if (
+      session.readFiltered &&
+      !mountpoint.isSys(packet.topic) &&
+      !session.currentAcl().canReceiveRouted(packet.topic, mountpoint.unmount)
+    ) {
       return null;
     }
     session.messagesOut++;
     session.tenant.counters.messagesOut++;
+    this.limits.forwarded(client, session, packet);
     return packet;
   };
 

@@ -1,6 +1,7 @@
 import type { Client } from 'aedes';
 import type { ClientAcl } from '../acl/compiled-acl';
 import type { TenantRuntime } from './identity/tenant-runtime';
+import { ClientLimitState } from './limits/limit-state';
 
 /** What we attach to an aedes client once it has authenticated. */
 export class TenantSession {
@@ -9,6 +10,11 @@ export class TenantSession {
   /** set when a subscription is partly overlapped by a deny rule: deliveries are then checked */
   readFiltered = false;
   readonly connectedAt = new Date();
+  /** rate budget, held publishes and in-flight window of the tenant's limits (limits/) */
+  readonly limitState = new ClientLimitState();
+  /** for the audit log: why the broker disconnected it (a kick), or the error that ended it */
+  kickedFor: string | null = null;
+  closeError: string | null = null;
 
   constructor(
     readonly tenant: TenantRuntime,
@@ -34,13 +40,19 @@ export class TenantSession {
   }
 }
 
+/** The peer address of a connection, whatever the listener (TCP, TLS, WebSocket). */
+export function remoteAddressOf(client: BrokerClient): string | null {
+  const conn = client.conn as { remoteAddress?: string };
+  return conn.remoteAddress ?? client.req?.socket?.remoteAddress ?? null;
+}
+
 /** Fields our hooks add to aedes' client; `unmountTopic` is read by the patched lib/write.js. */
 export interface BrokerClient extends Client {
   tenantSession?: TenantSession;
   unmountTopic?: (routed: string) => string;
   /** the CONNECT's client id as sent, recorded in preConnect */
   requestedClientId?: string;
-  connectInfo?: { clean: boolean; keepalive: number; protocolVersion: number };
+  connectInfo?: { clean: boolean; keepalive: number; protocolVersion: number; username?: string };
   _parser: { _queue: unknown[] | null; listeners(event: 'packet'): ((packet: unknown) => void)[] } & NodeJS.EventEmitter;
   _will?: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean } | null;
   will?: unknown;

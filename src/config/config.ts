@@ -23,12 +23,19 @@ export interface AppConfig {
   maxPacketSize: number;
   sysIntervalSeconds: number;
   logLevel: string;
-  /** names this node in logs, sessions and Redis; letters, digits, `.`, `_`, `-` */
   nodeId: string;
-  /** a graceful shutdown taking longer than this exits with status 1 */
-  shutdownTimeoutMs: number;
   bcryptCost: number;
   connectTimeoutMs: number;
+  /** failed-login protection (DESIGN.md "Failed logins"); see src/broker/limits/login-guard.ts */
+  authFail: {
+    windowMs: number;
+    lockoutMs: number;
+    maxPerAddress: number;
+    maxPerDevice: number;
+    delayMs: number;
+    maxTracked: number;
+  };
+  auditRetentionDays: number;
 }
 
 export const APP_CONFIG = Symbol('APP_CONFIG');
@@ -49,12 +56,12 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   return n;
 }
 
-function nodeId(env: NodeJS.ProcessEnv): string {
-  const raw = env.NODE_ID;
-  if (raw === undefined || raw === '') return randomBytes(4).toString('hex');
-  // it becomes part of aedes' broker id, Redis keys (split on ':') and `$SYS/<id>/...` topics
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(raw)) throw new Error(`NODE_ID must be 1-64 letters, digits, '.', '_' or '-', got "${raw}"`);
-  return raw;
+function nonNegativeInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
+  return n;
 }
 
 function loadOrCreateAdminToken(dataDir: string, fromEnv: string | undefined): { token: string; generated: boolean } {
@@ -90,9 +97,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     maxPacketSize: positiveInt(env, 'MAX_PACKET_SIZE', 256 * 1024),
     sysIntervalSeconds: positiveInt(env, 'SYS_INTERVAL', 10),
     logLevel: env.LOG_LEVEL || 'info',
-    nodeId: nodeId(env),
-    shutdownTimeoutMs: positiveInt(env, 'SHUTDOWN_TIMEOUT', 10) * 1000,
+    nodeId: env.NODE_ID || randomBytes(4).toString('hex'),
     bcryptCost: positiveInt(env, 'BCRYPT_COST', 10),
     connectTimeoutMs: positiveInt(env, 'CONNECT_TIMEOUT_MS', 10_000),
+    authFail: {
+      windowMs: positiveInt(env, 'AUTH_FAIL_WINDOW', 300) * 1000,
+      lockoutMs: positiveInt(env, 'AUTH_FAIL_LOCKOUT', 300) * 1000,
+      maxPerAddress: positiveInt(env, 'AUTH_FAIL_MAX_PER_ADDRESS', 10),
+      maxPerDevice: positiveInt(env, 'AUTH_FAIL_MAX_PER_DEVICE', 5),
+      delayMs: nonNegativeInt(env, 'AUTH_FAIL_DELAY_MS', 100),
+      maxTracked: positiveInt(env, 'AUTH_FAIL_MAX_TRACKED', 100_000),
+    },
+    auditRetentionDays: positiveInt(env, 'AUDIT_RETENTION_DAYS', 30),
   };
 }

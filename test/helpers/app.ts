@@ -70,6 +70,11 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     ADMIN_TOKEN: adminToken,
     LOG_LEVEL: 'warn',
     BCRYPT_COST: '4',
+    // suites share 127.0.0.1 and try wrong passwords on purpose: failed-login protection is
+    // tested on its own (test/e2e/login-protection.spec.ts)
+    AUTH_FAIL_DELAY_MS: '0',
+    AUTH_FAIL_MAX_PER_ADDRESS: '1000000',
+    AUTH_FAIL_MAX_PER_DEVICE: '1000000',
     ...(pg ? { DATABASE_URL: pg.url } : {}),
     ...env,
   });

@@ -1,7 +1,10 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import * as bcrypt from 'bcrypt';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { APP_CONFIG, AppConfig } from '../../config/config';
+import { LoginGuard } from '../limits/login-guard';
+import { isSysFilter } from '../tenancy/mountpoint';
 import type { BrokerClient } from '../session';
 import { DeviceEntry, TenantRuntime } from './tenant-runtime';
 import { Invalidation, TENANT_SOURCE, TenantSource } from './snapshot';
@@ -29,6 +32,10 @@ export class IdentityService {
   /** keys the verified-credential digests; per process, so nothing reusable is ever stored */
   private readonly digestKey = randomBytes(32);
   private dummyHash?: Promise<string>;
+  /** bcrypt comparisons started: what a reconnect storm must not pay again (metrics, tests) */
+  bcryptComparisons = 0;
+  /** failed-login protection, consulted before any bcrypt work */
+  readonly loginGuard: LoginGuard;
   /** called to disconnect clients; set by the broker */
   kick: (clients: BrokerClient[], reason: string) => void = () => undefined;
   /** other per-node caches that follow the same changes (the tenant CA index) */
@@ -37,7 +44,9 @@ export class IdentityService {
   constructor(
     @Inject(TENANT_SOURCE) private readonly source: TenantSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
+  ) {
+    this.loginGuard = new LoginGuard(config.authFail);
+  }
 
   cachedTenants(): IterableIterator<TenantRuntime> {
     return this.byId.values();
@@ -60,6 +69,14 @@ export class IdentityService {
     return pending;
   }
 
+  /** The tenant with internal id `id`, loaded on a cache miss (REST paths into the data plane). */
+  async tenantById(id: string): Promise<TenantRuntime | null> {
+    const cached = this.byId.get(id);
+    if (cached) return cached;
+    const snapshot = await this.source.loadTenant({ id });
+    return snapshot ? this.tenantBySlug(snapshot.slug) : null;
+  }
+
   private async load(slug: string): Promise<TenantRuntime | null> {
     const snapshot = await this.source.loadTenant({ slug });
     if (!snapshot) {
@@ -76,8 +93,29 @@ export class IdentityService {
     return tenant;
   }
 
-  /** Checks a username/password CONNECT. The answer never tells which part was wrong. */
-  async checkPassword(username: string, password: Buffer | undefined): Promise<CredentialResult> {
+  /**
+   * Checks a username/password CONNECT from `address`. The answer never tells which part was
+   * wrong; failures are answered late and, repeated, lock the address (or the address/device
+   * pair) out before any bcrypt work (LoginGuard).
+   */
+  async checkPassword(username: string, password: Buffer | undefined, address: string | null = null): Promise<CredentialResult> {
+    const lockout = this.loginGuard.lockedOut(address, username);
+    if (lockout !== null) {
+      const sep = username.indexOf(':');
+      const tenant = sep > 0 ? this.bySlug.get(username.slice(0, sep)) : undefined;
+      return { ok: false, returnCode: 5, reason: `locked-out-${lockout}`, tenant };
+    }
+    const result = await this.verifyPassword(username, password);
+    if (result.ok) {
+      this.loginGuard.succeeded(address, username);
+    } else if (result.reason === 'bad-credentials') {
+      const delayMs = this.loginGuard.failed(address, username);
+      if (delayMs > 0) await sleep(delayMs);
+    }
+    return result;
+  }
+
+  private async verifyPassword(username: string, password: Buffer | undefined): Promise<CredentialResult> {
     const sep = username.indexOf(':');
     const slug = sep > 0 ? username.slice(0, sep) : '';
     const deviceName = sep > 0 ? username.slice(sep + 1) : '';
@@ -85,6 +123,7 @@ export class IdentityService {
     const device = tenant?.devices.get(deviceName);
     if (!tenant || !device || !device.enabled || !device.passwordHash || !password) {
       // spend the same time as a real check, so unknown names can't be told from wrong passwords
+      this.bcryptComparisons++;
       await bcrypt.compare(password?.toString('utf8') ?? '', await this.getDummyHash());
       return { ok: false, returnCode: 4, reason: 'bad-credentials', tenant: tenant ?? undefined };
     }
@@ -95,7 +134,7 @@ export class IdentityService {
     const verified = device.verifiedDigest;
     let ok = verified !== undefined && timingSafeEqual(verified, digest);
     if (!ok) {
-      ok = await bcrypt.compare(password.toString('utf8'), device.passwordHash);
+      ok = await this.compareOnce(device, digest, password);
       if (ok) device.verifiedDigest = digest;
     }
     // the device may have been changed or removed while bcrypt ran
@@ -103,6 +142,25 @@ export class IdentityService {
       return { ok: false, returnCode: 4, reason: 'bad-credentials', tenant };
     }
     return { ok: true, tenant, device };
+  }
+
+  /**
+   * One bcrypt comparison per device and password at a time: a storm of connects with the same
+   * credentials before the first has been verified waits for that one (bcrypt runs on libuv's
+   * pool, never on the event loop).
+   */
+  private compareOnce(device: DeviceEntry, digest: Buffer, password: Buffer): Promise<boolean> {
+    const pending = device.verifying;
+    if (pending !== undefined && timingSafeEqual(pending.digest, digest)) return pending.result;
+    this.bcryptComparisons++;
+    const result = bcrypt.compare(password.toString('utf8'), device.passwordHash as string);
+    const entry = { digest, result };
+    device.verifying = entry;
+    const clear = (): void => {
+      if (device.verifying === entry) device.verifying = undefined;
+    };
+    result.then(clear, clear);
+    return result;
   }
 
   private getDummyHash(): Promise<string> {
@@ -190,7 +248,9 @@ export class IdentityService {
       let readFiltered = false;
       let lost = false;
       for (const routed of Object.keys(client.subscriptions)) {
-        const check = acl.checkSubscribe(tenant.mountpoint.unmount(routed));
+        const filter = tenant.mountpoint.unmount(routed);
+        if (isSysFilter(filter)) continue; // no rule grants these (hooks.ts)
+        const check = acl.checkSubscribe(filter);
         if (!check.allowed) {
           lost = true;
           break;

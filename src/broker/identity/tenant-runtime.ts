@@ -1,6 +1,7 @@
 import type { AclRuleInput } from '../../acl/compiled-acl';
 import { ClientAcl } from '../../acl/compiled-acl';
 import type { TenantLimits } from '../../tenants/limits';
+import { LimitHits, TenantLimitState } from '../limits/limit-state';
 import { Mountpoint } from '../tenancy/mountpoint';
 import type { CertificateSnapshot, DeviceSnapshot, TenantSnapshot } from './snapshot';
 import type { BrokerClient } from '../session';
@@ -8,6 +9,8 @@ import type { BrokerClient } from '../session';
 export interface DeviceEntry extends DeviceSnapshot {
   /** HMAC of the last password bcrypt accepted for this entry: reconnects skip bcrypt */
   verifiedDigest?: Buffer;
+  /** the bcrypt comparison in progress for this entry, shared by concurrent connects */
+  verifying?: { digest: Buffer; result: Promise<boolean> };
 }
 
 /** Per-tenant counters, read by metrics and $SYS; plain integer fields, bumped on the hot path. */
@@ -18,6 +21,12 @@ export class TenantCounters {
   messagesDropped = 0;
   connectsAccepted = 0;
   connectsRefused = 0;
+  bytesOut = 0;
+  /** by reason (the `reason` of HookEvents); read by metrics, bumped off the per-message path */
+  readonly connectsRefusedBy: Record<string, number> = Object.create(null);
+  readonly messagesDroppedBy: Record<string, number> = Object.create(null);
+  /** how often each limit refused, throttled or cut something (metrics) */
+  readonly limitHits = new LimitHits();
 }
 
 /**
@@ -42,6 +51,8 @@ export class TenantRuntime {
   ruleGeneration = 0;
   readonly clients = new Set<BrokerClient>();
   readonly counters = new TenantCounters();
+  /** rate budget, retained-message ledger and connection count of the limits (limits/) */
+  readonly limitState = new TenantLimitState();
   deleted = false;
 
   constructor(snapshot: TenantSnapshot) {

@@ -42,5 +42,10 @@ export class Mountpoint {
   }
 }
 
+/** A device-side `$SYS` filter: the tenant's own broker figures, which every device may read. */
+export function isSysFilter(filter: string): boolean {
+  return filter === '$SYS' || filter.startsWith('$SYS/');
+}
+
 /** Denied publishes are re-routed here and so reach nobody: no tenant's filter can match it. */
 export const DROPPED_TOPIC = '$dropped';

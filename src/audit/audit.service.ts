@@ -1,0 +1,174 @@
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Prisma } from '../generated/prisma/client';
+import type { AuditEvent } from '../generated/prisma/client';
+import { APP_CONFIG, AppConfig } from '../config/config';
+import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
+import { badField } from '../common/errors';
+import { PrismaService } from '../database/prisma.service';
+
+/** One entry of the audit trail. `actor`: `operator`, `api-key:<id>` (see actorOf), `mqtt` or `broker`. */
+export interface AuditRecord {
+  tenantId: string;
+  type: string;
+  actor: string;
+  /** the resource, relative to the tenant: `devices/laptop`, `acls/<id>`...; null for the tenant itself */
+  target?: string | null;
+  detail?: Record<string, unknown>;
+  /** defaults to now */
+  at?: Date;
+}
+
+export interface AuditEventView {
+  id: string;
+  at: string;
+  type: string;
+  actor: string;
+  target: string | null;
+  detail: unknown;
+}
+
+export interface AuditQuery {
+  type?: string;
+  device?: string;
+  since?: string;
+  until?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+/** Events waiting for their batch: beyond this, new ones are dropped (and counted). */
+export const AUDIT_BUFFER_MAX = 10_000;
+const BATCH = 500;
+const FLUSH_INTERVAL_MS = 1000;
+const RETENTION_SWEEP_MS = 60 * 60 * 1000;
+
+export function auditEventView(e: AuditEvent): AuditEventView {
+  return { id: e.id.toString(), at: e.at.toISOString(), type: e.type, actor: e.actor, target: e.target, detail: e.detail };
+}
+
+/**
+ * The audit trail (AuditEvent table). `record()` only appends to a bounded in-memory buffer,
+ * written in batches (createMany) every second, so connection events cost the MQTT path no
+ * database round trip; when the database is slow or down, the buffer fills and further events
+ * are dropped and counted (`droppedEvents`, metric `audit_events_dropped_total`). `write()`
+ * stores one event before returning: REST changes use it. Events older than
+ * AUDIT_RETENTION_DAYS are deleted hourly.
+ */
+@Injectable()
+export class AuditService implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('Audit');
+  private buffer: Prisma.AuditEventCreateManyInput[] = [];
+  private chain: Promise<void> = Promise.resolve();
+  private flushTimer?: NodeJS.Timeout;
+  private retentionTimer?: NodeJS.Timeout;
+  private failing = false;
+  /** events lost: buffer full, or a batch the database refused */
+  droppedEvents = 0;
+
+  constructor(
+    private readonly prisma: PrismaService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.flushTimer = setInterval(() => {
+      if (this.buffer.length > 0) void this.flush();
+    }, FLUSH_INTERVAL_MS);
+    this.flushTimer.unref();
+    this.retentionTimer = setInterval(() => void this.enforceRetention().catch(() => undefined), RETENTION_SWEEP_MS);
+    this.retentionTimer.unref();
+    void this.enforceRetention().catch((err: Error) => this.logger.warn(`retention sweep failed: ${err.message}`));
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    clearInterval(this.flushTimer);
+    clearInterval(this.retentionTimer);
+    await this.flush();
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.flushTimer);
+    clearInterval(this.retentionTimer);
+  }
+
+  /** Queues an event; it is written within about a second. Never waits, never throws. */
+  record(event: AuditRecord): void {
+    if (this.buffer.length >= AUDIT_BUFFER_MAX) {
+      this.droppedEvents++;
+      return;
+    }
+    this.buffer.push(toRow(event));
+  }
+
+  /** Writes an event now (REST changes: the trail holds it when the response is sent). */
+  async write(event: AuditRecord): Promise<void> {
+    await this.prisma.db.auditEvent.create({ data: toRow(event) });
+  }
+
+  /** Writes what is queued (resolves when every event recorded before the call was written or dropped). */
+  flush(): Promise<void> {
+    this.chain = this.chain.then(() => this.drain());
+    return this.chain;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.buffer.length > 0) {
+      const batch = this.buffer.splice(0, BATCH);
+      try {
+        await this.prisma.db.auditEvent.createMany({ data: batch });
+        if (this.failing) this.logger.log('audit events are being written again');
+        this.failing = false;
+      } catch (err) {
+        // the database is down or slow: keep what fits, count the rest, try again next tick
+        const room = AUDIT_BUFFER_MAX - this.buffer.length;
+        const kept = batch.slice(0, Math.max(0, room));
+        this.droppedEvents += batch.length - kept.length;
+        this.buffer = kept.concat(this.buffer);
+        if (!this.failing) this.logger.warn(`audit events not written, retrying: ${(err as Error).message}`);
+        this.failing = true;
+        return;
+      }
+    }
+  }
+
+  async enforceRetention(now = new Date()): Promise<number> {
+    const cutoff = new Date(now.getTime() - this.config.auditRetentionDays * 24 * 60 * 60 * 1000);
+    const { count } = await this.prisma.db.auditEvent.deleteMany({ where: { at: { lt: cutoff } } });
+    return count;
+  }
+
+  /** A tenant's events, newest first (by id: insertion order), filtered. */
+  async list(tenantId: string, q: AuditQuery): Promise<Page<AuditEventView>> {
+    const limit = q.limit ?? DEFAULT_PAGE_SIZE;
+    const after = decodeCursor(q.cursor);
+    if (after !== undefined && !/^[0-9]{1,19}$/.test(after)) throw badField('cursor', 'is not a cursor this API returned');
+    const where: Prisma.AuditEventWhereInput = { tenantId };
+    if (after !== undefined) where.id = { lt: BigInt(after) };
+    if (q.type !== undefined) {
+      // `device.*` selects every type of that family
+      where.type = q.type.endsWith('.*') ? { startsWith: q.type.slice(0, -1) } : q.type;
+    }
+    if (q.device !== undefined) {
+      where.OR = [{ target: `devices/${q.device}` }, { target: { startsWith: `devices/${q.device}/` } }];
+    }
+    if (q.since !== undefined || q.until !== undefined) {
+      where.at = {
+        ...(q.since !== undefined ? { gte: new Date(q.since) } : {}),
+        ...(q.until !== undefined ? { lt: new Date(q.until) } : {}),
+      };
+    }
+    const rows = await this.prisma.db.auditEvent.findMany({ where, orderBy: { id: 'desc' }, take: limit + 1 });
+    return toPage(rows, limit, (e) => e.id.toString(), auditEventView);
+  }
+}
+
+function toRow(event: AuditRecord): Prisma.AuditEventCreateManyInput {
+  return {
+    tenantId: event.tenantId,
+    type: event.type,
+    actor: event.actor,
+    target: event.target ?? null,
+    detail: (event.detail ?? {}) as Prisma.InputJsonValue,
+    at: event.at ?? new Date(),
+  };
+}

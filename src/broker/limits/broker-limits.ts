@@ -1,0 +1,249 @@
+import type { Aedes } from 'aedes';
+import type { HookEvents } from '../hooks';
+import type { IdentityService } from '../identity/identity.service';
+import type { TenantRuntime } from '../identity/tenant-runtime';
+import type { BrokerClient, TenantSession } from '../session';
+import { ClientLimitState, Deliver, OutboundPacket } from './limit-state';
+
+/** QoS 1/2 live messages a client may have waiting for its in-flight window before they are dropped. */
+export const MAX_WAITING_PER_CLIENT = 1000;
+
+interface RetainedPacket {
+  topic: string;
+  payload: Buffer | string;
+}
+
+interface RetainedStore {
+  storeRetained(packet: RetainedPacket): Promise<void>;
+}
+
+/**
+ * The per-tenant limits of DESIGN.md "Limits", enforced in the data plane. Everything here is
+ * memory only; a message costs a few integer operations and, while within its budgets, no
+ * allocation and no timer.
+ *
+ * - maxConnections: counted from authentication to socket close; over it, CONNACK 3.
+ * - maxMessagesPerSecond (tenant) / maxClientMessagesPerSecond: token buckets refilled lazily
+ *   from timestamps. A PUBLISH over budget is held (its aedes callback is called later) and the
+ *   connection stops reading until its budget refills: TCP pushes back on that client alone.
+ * - maxPayloadBytes: a bigger PUBLISH closes the connection.
+ * - maxSubscriptionsPerClient: checked in authorizeSubscribe (SUBACK 0x80).
+ * - maxRetainedMessages / maxRetainedBytes: a retained PUBLISH over them is delivered to live
+ *   subscribers but not stored (the previous retained message of that topic, if any, stays).
+ * - maxInflightPerClient: QoS 1/2 messages sent and not yet acknowledged; more wait in a
+ *   per-client queue (MAX_WAITING_PER_CLIENT), beyond which they are dropped.
+ * Every refusal bumps the tenant's `limitHits` (and dropped/refused counters), read by metrics.
+ */
+export class BrokerLimits {
+  constructor(
+    private readonly identity: IdentityService,
+    private readonly events: HookEvents,
+  ) {}
+
+  /** Hooks what aedes does not route through its hooks: retained stores and acknowledgements. */
+  install(aedes: Aedes): void {
+    const persistence = (aedes as unknown as { persistence: RetainedStore }).persistence;
+    const store = persistence.storeRetained.bind(persistence);
+    persistence.storeRetained = (packet: RetainedPacket): Promise<void> => {
+      const topic = packet.topic;
+      // $SYS and the broker's own `$` topics count against no tenant's quota
+      if (topic.charCodeAt(0) === 36) return store(packet);
+      const tenantId = topic.slice(0, topic.indexOf('/'));
+      const tenant = this.identity.cachedTenant(tenantId);
+      if (tenant !== undefined) return this.admitRetained(tenant, packet) ? store(packet) : Promise.resolve();
+      // published through the REST API into a tenant not loaded on this node yet
+      return this.identity
+        .tenantById(tenantId)
+        .then((t) => (t === null || this.admitRetained(t, packet) ? store(packet) : undefined));
+    };
+    // emitted for each PUBACK and PUBCOMP a client sends (lib/handlers/puback.js)
+    (aedes as unknown as NodeJS.EventEmitter).on('ack', (_packet: unknown, client: BrokerClient | null) => {
+      const session = client?.tenantSession;
+      if (session !== undefined) this.acknowledged(session);
+    });
+  }
+
+  /** Whether the tenant may take one more connection; counts the refusal when not. */
+  hasRoom(tenant: TenantRuntime): boolean {
+    if (tenant.limitState.connections < tenant.limits.maxConnections) return true;
+    tenant.counters.limitHits.maxConnections++;
+    return false;
+  }
+
+  /** An authenticated connection: counted until its socket closes, its deliveries windowed. */
+  attach(client: BrokerClient, session: TenantSession): void {
+    const tenantState = session.tenant.limitState;
+    tenantState.connections++;
+    client.conn.once('close', () => {
+      tenantState.connections--;
+      const st = session.limitState;
+      if (st.releaseTimer !== null) clearTimeout(st.releaseTimer);
+      st.releaseTimer = null;
+    });
+    const st = session.limitState;
+    const internals = client as unknown as { deliverQoS: Deliver };
+    const deliver = internals.deliverQoS;
+    st.deliver = deliver;
+    // subscriptions capture client.deliverQoS when made: authentication comes before any of them
+    internals.deliverQoS = (packet, cb) => {
+      if (packet.qos > 0 && (st.waiting.length > 0 || st.inflight >= session.tenant.limits.maxInflightPerClient)) {
+        this.wait(session, packet, cb);
+        return;
+      }
+      st.inQoSDelivery = true;
+      try {
+        deliver(packet, cb);
+      } finally {
+        st.inQoSDelivery = false;
+      }
+    };
+  }
+
+  /** maxPayloadBytes: an Error (which closes the connection) for a PUBLISH over it. */
+  checkPayload(session: TenantSession, payload: Buffer | string): Error | null {
+    if (payload.length <= session.tenant.limits.maxPayloadBytes) return null;
+    session.tenant.counters.limitHits.maxPayloadBytes++;
+    this.events.publishDropped(session, 'payload-too-large');
+    return new Error(`PUBLISH payload of ${payload.length} bytes is over the tenant's maxPayloadBytes`);
+  }
+
+  /**
+   * The rate limits: calls `done` now when both budgets allow the PUBLISH, else holds it (in
+   * arrival order) until they have refilled, with the connection's reads paused meanwhile.
+   */
+  admit(client: BrokerClient, session: TenantSession, done: (err?: Error | null) => void): void {
+    const now = performance.now();
+    const tenant = session.tenant;
+    const limits = tenant.limits;
+    const st = session.limitState;
+    const tenantWait = tenant.limitState.publishBudget.take(now, limits.maxMessagesPerSecond);
+    const clientWait = st.publishBudget.take(now, limits.maxClientMessagesPerSecond);
+    if (tenantWait === 0 && clientWait === 0 && st.held.length === 0) {
+      done(null);
+      return;
+    }
+    if (clientWait > 0 && clientWait >= tenantWait) tenant.counters.limitHits.maxClientMessagesPerSecond++;
+    else if (tenantWait > 0) tenant.counters.limitHits.maxMessagesPerSecond++;
+    const previous = st.held.length > 0 ? st.heldUntil[st.heldUntil.length - 1] : 0;
+    const until = Math.max(now + Math.max(tenantWait, clientWait), previous);
+    st.held.push(done);
+    st.heldUntil.push(until);
+    if (!st.readGated) gateReads(client, st);
+    if (st.releaseTimer === null) this.armRelease(client, st, until - now);
+  }
+
+  /** authorizeForward let `packet` through to `client`: bytes out, and the in-flight window. */
+  forwarded(client: BrokerClient, session: TenantSession, packet: OutboundPacket): void {
+    session.tenant.counters.bytesOut += packet.payload.length;
+    const st = session.limitState;
+    if (st.inQoSDelivery && packet.qos > 0) {
+      // aedes downgrades to the QoS of a subscription keyed by the topic itself (lib/client.js)
+      const sub = client.subscriptions[packet.topic];
+      if (sub === undefined || sub.qos > 0) st.inflight++;
+    }
+  }
+
+  private acknowledged(session: TenantSession): void {
+    const st = session.limitState;
+    if (st.inflight > 0) st.inflight--;
+    const max = session.tenant.limits.maxInflightPerClient;
+    const deliver = st.deliver as Deliver;
+    while (st.waiting.length > 0 && st.inflight < max) {
+      const packet = st.waiting.shift() as OutboundPacket;
+      const cb = st.waitingCallbacks.shift() ?? noop;
+      st.inQoSDelivery = true;
+      try {
+        deliver(packet, cb);
+      } finally {
+        st.inQoSDelivery = false;
+      }
+    }
+  }
+
+  private wait(session: TenantSession, packet: OutboundPacket, cb: () => void): void {
+    const st = session.limitState;
+    session.tenant.counters.limitHits.maxInflightPerClient++;
+    if (packet.brokerId == null) {
+      // a retained replay: aedes sends the next one when this one's callback is called
+      st.waiting.push(packet);
+      st.waitingCallbacks.push(cb);
+      return;
+    }
+    // a live message: its broker-wide delivery slot is released now, whatever happens to it
+    if (st.waiting.length < MAX_WAITING_PER_CLIENT) {
+      st.waiting.push(packet);
+      st.waitingCallbacks.push(null);
+    } else {
+      this.events.publishDropped(session, 'inflight-queue-full');
+    }
+    setImmediate(cb);
+  }
+
+  private armRelease(client: BrokerClient, st: ClientLimitState, delayMs: number): void {
+    st.releaseTimer = setTimeout(() => {
+      st.releaseTimer = null;
+      if (client.closed) {
+        st.held.length = 0;
+        st.heldUntil.length = 0;
+        return;
+      }
+      // timers may fire up to a millisecond early against performance.now()
+      const now = performance.now() + 1;
+      let n = 0;
+      while (n < st.held.length && st.heldUntil[n] <= now) n++;
+      const go = st.held.splice(0, n);
+      st.heldUntil.splice(0, n);
+      if (st.held.length > 0) this.armRelease(client, st, st.heldUntil[0] - now);
+      for (const done of go) done(null);
+    }, Math.max(1, Math.ceil(delayMs)));
+    st.releaseTimer.unref();
+  }
+
+  /** maxRetainedMessages / maxRetainedBytes: whether to store this retained message. */
+  private admitRetained(tenant: TenantRuntime, packet: RetainedPacket): boolean {
+    const st = tenant.limitState;
+    const topic = packet.topic;
+    const size = packet.payload.length;
+    const previous = st.retained.get(topic);
+    if (size === 0) {
+      // an empty retained message deletes the topic's [MQTT-3.3.1-10]
+      if (previous !== undefined) {
+        st.retained.delete(topic);
+        st.retainedBytes -= previous;
+      }
+      return true;
+    }
+    const limits = tenant.limits;
+    if (previous === undefined && st.retained.size >= limits.maxRetainedMessages) {
+      tenant.counters.limitHits.maxRetainedMessages++;
+      return false;
+    }
+    if (st.retainedBytes - (previous ?? 0) + size > limits.maxRetainedBytes) {
+      tenant.counters.limitHits.maxRetainedBytes++;
+      return false;
+    }
+    st.retained.set(topic, size);
+    st.retainedBytes += size - (previous ?? 0);
+    return true;
+  }
+}
+
+/**
+ * Stops aedes reading this connection while publishes are held. aedes reads a whole chunk on
+ * each 'readable' event and when the packets of the previous chunk are done; the held callbacks
+ * keep the latter from happening, and this swallows the former. Once the held publishes are
+ * released their callbacks trigger the next read. (aedes' own client.pause() loses that count.)
+ */
+function gateReads(client: BrokerClient, st: ClientLimitState): void {
+  const internals = client as unknown as { _nextBatch: (err?: Error) => void };
+  const nextBatch = internals._nextBatch;
+  const conn = client.conn;
+  if (!conn.listeners('readable').includes(nextBatch)) return;
+  st.readGated = true;
+  conn.removeListener('readable', nextBatch);
+  conn.on('readable', () => {
+    if (st.held.length === 0) nextBatch();
+  });
+}
+
+function noop(): void {}

@@ -1,0 +1,56 @@
+import type { TenantLimits } from '../../tenants/limits';
+import { TokenBucket } from './token-bucket';
+
+/** How often each limit refused, throttled or cut something: plain fields, bumped in place. */
+export class LimitHits implements Record<keyof TenantLimits, number> {
+  maxConnections = 0;
+  maxMessagesPerSecond = 0;
+  maxClientMessagesPerSecond = 0;
+  maxPayloadBytes = 0;
+  maxSubscriptionsPerClient = 0;
+  maxRetainedMessages = 0;
+  maxRetainedBytes = 0;
+  maxInflightPerClient = 0;
+}
+
+/** What the limits keep per tenant (on its TenantRuntime). */
+export class TenantLimitState {
+  /** the tenant's inbound budget, shared by all its clients on this node */
+  readonly publishBudget = new TokenBucket();
+  /** connections accepted and not yet closed (counted from authentication, before aedes registers them) */
+  connections = 0;
+  /** retained messages this node stored for the tenant: routed topic -> payload bytes */
+  readonly retained = new Map<string, number>();
+  retainedBytes = 0;
+}
+
+/** aedes' delivery function for one client (`client.deliverQoS`). */
+export type Deliver = (packet: OutboundPacket, cb: () => void) => void;
+
+export interface OutboundPacket {
+  topic: string;
+  payload: Buffer | string;
+  qos: number;
+  brokerId?: unknown;
+}
+
+/** What the limits keep per connection (on its TenantSession). */
+export class ClientLimitState {
+  readonly publishBudget = new TokenBucket();
+  /** aedes callbacks of PUBLISHes held back by the rate limits, oldest first, and when each may go */
+  readonly held: ((err?: Error | null) => void)[] = [];
+  readonly heldUntil: number[] = [];
+  releaseTimer: NodeJS.Timeout | null = null;
+  /** reads from the socket wait while publishes are held (installed on first use) */
+  readGated = false;
+  /** outbound QoS 1/2 messages written and not yet acknowledged */
+  inflight = 0;
+  /** true while aedes' own deliverQoS runs for this client: authorizeForward counts what it passes */
+  inQoSDelivery = false;
+  /** QoS 1/2 deliveries waiting for room in the in-flight window, with the callback to call once
+   * sent (retained replays, which aedes paces one by one) or null (live messages) */
+  readonly waiting: OutboundPacket[] = [];
+  readonly waitingCallbacks: ((() => void) | null)[] = [];
+  /** aedes' deliverQoS, which the window wraps */
+  deliver: Deliver | null = null;
+}
