@@ -19,6 +19,9 @@ import { MasterKeyService } from './certificates/master-key.service';
 import { ServerCaController } from './certificates/server-ca.controller';
 import { ServerTlsService } from './certificates/server-tls.service';
 import { TenantCaService } from './certificates/tenant-ca.service';
+import { ClusterSessionSource } from './cluster/cluster-session-source';
+import { ClusterWriteGuard } from './cluster/cluster-write.guard';
+import { ClusterService } from './cluster/cluster.service';
 import { AuthGuard } from './common/auth';
 import { APP_CONFIG, AppConfig } from './config/config';
 import { PrismaService } from './database/prisma.service';
@@ -62,8 +65,10 @@ class CoreModule {
     MasterKeyService,
     ServerTlsService,
     { provide: SERVER_TLS, useExisting: ServerTlsService },
+    // Redis persistence, emitter and node bus when REDIS_URL is set; nothing otherwise
+    ClusterService,
   ],
-  exports: [IdentityService, ChangeBus, BrokerService, ClientCertificateAuth, MasterKeyService, ServerTlsService],
+  exports: [IdentityService, ChangeBus, BrokerService, ClientCertificateAuth, MasterKeyService, ServerTlsService, ClusterService],
 })
 class BrokerModule {}
 
@@ -86,11 +91,18 @@ class BrokerModule {}
     DevicesService,
     AclService,
     { provide: APP_GUARD, useClass: AuthGuard },
+    // after AuthGuard: changes answer 503 while the other nodes cannot be told (Redis away)
+    { provide: APP_GUARD, useClass: ClusterWriteGuard },
     TenantOperatorGuard,
     ApiKeysService,
     // one node's sessions; a cluster replaces SESSION_SOURCE with one that asks every node
     LocalSessionSource,
-    { provide: SESSION_SOURCE, useExisting: LocalSessionSource },
+    {
+      provide: SESSION_SOURCE,
+      useFactory: (local: LocalSessionSource, cluster: ClusterService) =>
+        cluster.enabled ? new ClusterSessionSource(local, cluster) : local,
+      inject: [LocalSessionSource, ClusterService],
+    },
     SessionsService,
     PublishService,
     RetainedService,

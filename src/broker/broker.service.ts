@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, Server as TlsServer } from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { APP_CONFIG, AppConfig } from '../config/config';
+import type { BrokerBackend } from './backend';
 import { HookEvents, mountInbound, TenantHooks } from './hooks';
 import { ClientCertificateAuth } from './identity/client-certificate-auth';
 import { IdentityService } from './identity/identity.service';
@@ -38,6 +39,12 @@ export class BrokerService implements OnApplicationShutdown {
   /** the tenants' limits (limits/broker-limits.ts) */
   readonly limits: BrokerLimits;
   private readonly startHooks: ((aedes: Aedes) => void)[] = [];
+  /** memory (aedes' default) unless clustered: src/cluster sets the Redis one before start() */
+  private backend?: BrokerBackend;
+  /** every MQTT connection, whatever its state, so a shutdown can close each one */
+  private readonly connections = new Set<Duplex>();
+  /** set at shutdown: readiness fails and new CONNECTs are refused with CONNACK 3 */
+  private draining = false;
   ports?: ListenerPorts;
 
   constructor(
@@ -81,13 +88,19 @@ export class BrokerService implements OnApplicationShutdown {
     return this.aedesInstance;
   }
 
+  useBackend(backend: BrokerBackend): void {
+    this.backend = backend;
+  }
+
   async start(): Promise<ListenerPorts> {
     const hooks = new TenantHooks(this.identity, this.config, this.events, this.certificateAuth, this.limits);
+    const backend = this.backend;
     const aedes = await Aedes.createBroker({
-      id: this.config.nodeId,
+      id: backend?.brokerId ?? this.config.nodeId,
+      ...(backend ? { persistence: backend.persistence as never, mq: backend.mq as never } : {}),
       connectTimeout: this.config.connectTimeoutMs,
       preConnect: hooks.preConnect as never,
-      authenticate: hooks.authenticate as never,
+      authenticate: this.gate(hooks.authenticate) as never,
       authorizePublish: hooks.authorizePublish as never,
       authorizeSubscribe: hooks.authorizeSubscribe as never,
       authorizeForward: hooks.authorizeForward as never,
@@ -96,6 +109,7 @@ export class BrokerService implements OnApplicationShutdown {
     this.aedesInstance = aedes;
     this.limits.install(aedes);
     for (const fn of this.startHooks) fn(aedes);
+    backend?.attach(aedes);
     aedes.on('client', (c) => this.onClientRegistered(c as BrokerClient));
 
     this.tcp = createNetServer({ noDelay: true }, (socket) => this.handle(socket, undefined));
@@ -134,6 +148,19 @@ export class BrokerService implements OnApplicationShutdown {
     return wss;
   }
 
+  /**
+   * Fail closed: a CONNECT that cannot be served as it should (shutting down, or the session
+   * store unreachable) is refused with CONNACK 3, server unavailable, and the client retries.
+   */
+  private gate(authenticate: TenantHooks['authenticate']): TenantHooks['authenticate'] {
+    return (client, username, password, done) => {
+      const reason = this.draining ? 'shutting-down' : (this.backend?.unavailableReason() ?? null);
+      if (reason === null) return authenticate(client, username, password, done);
+      this.events.connectRefused(client, undefined, reason, 3);
+      done(Object.assign(new Error(reason), { returnCode: 3 }), null);
+    };
+  }
+
   /** Runs `fn` with the aedes instance as soon as it exists (listeners of its events). */
   whenStarted(fn: (aedes: Aedes) => void): void {
     if (this.aedesInstance) fn(this.aedesInstance);
@@ -142,6 +169,7 @@ export class BrokerService implements OnApplicationShutdown {
 
   isListening(): boolean {
     return (
+      !this.draining &&
       this.aedesInstance !== undefined &&
       !!this.tcp?.listening &&
       !!this.wsHttp?.listening &&
@@ -162,6 +190,8 @@ export class BrokerService implements OnApplicationShutdown {
   /** Every connection, whatever the listener, comes through here. */
   handle(stream: Duplex | Socket, req: IncomingMessage | undefined): BrokerClient {
     const client = this.aedes.handle(stream as never, req as never) as unknown as BrokerClient;
+    this.connections.add(stream);
+    stream.once('close', () => this.connections.delete(stream));
     const parser = client._parser;
     const enqueue = parser.listeners('packet')[0];
     parser.removeAllListeners('packet');
@@ -203,18 +233,43 @@ export class BrokerService implements OnApplicationShutdown {
     return tenant ? [...tenant.clients] : [];
   }
 
+  /**
+   * Graceful, and bounded in time: stop accepting, close every client's connection cleanly (so
+   * it reconnects to another node), then let the persistence write what it still has in flight.
+   */
   async onApplicationShutdown(): Promise<void> {
+    this.draining = true;
     const aedes = this.aedesInstance;
+    // no new connections from here; each callback fires once the server's connections are gone
+    const listenersClosed = Promise.all([close(this.tcp), close(this.wsHttp), close(this.mqtts), close(this.wssHttps)]);
+    // MQTT 3.1.1 has no server DISCONNECT: a WebSocket close frame (1001, going away) or a TCP
+    // FIN after the pending writes is the clean way to say goodbye
+    const open = [...this.connections];
+    const gone = Promise.all(open.map((stream) => (stream.destroyed ? undefined : once(stream, 'close'))));
+    for (const wss of [this.wss, this.wssSecure]) for (const ws of wss?.clients ?? []) ws.close(1001, 'server shutting down');
+    for (const stream of open) if (stream instanceof Socket) stream.end();
+    await withTimeout(gone, 3000);
+    // aedes closes whatever is left and its emitter; then the persistence is flushed
+    if (aedes) await withTimeout(new Promise<void>((resolve) => aedes.close(() => resolve())), 2000);
     this.aedesInstance = undefined;
-    // aedes first: it ends the client streams, so the servers can close without waiting
-    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    for (const stream of this.connections) stream.destroy();
+    await this.backend?.close();
     for (const wss of [this.wss, this.wssSecure]) {
       if (!wss) continue;
       for (const ws of wss.clients) ws.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     }
-    await Promise.all([close(this.tcp), close(this.wsHttp), close(this.mqtts), close(this.wssHttps)]);
+    await withTimeout(listenersClosed, 1000);
   }
+}
+
+function once(stream: Duplex, event: string): Promise<void> {
+  return new Promise((resolve) => stream.once(event, () => resolve()));
+}
+
+function withTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]).then(() => clearTimeout(timer));
 }
 
 function upgradeRequired(_req: IncomingMessage, res: ServerResponse): void {

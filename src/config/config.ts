@@ -23,7 +23,10 @@ export interface AppConfig {
   maxPacketSize: number;
   sysIntervalSeconds: number;
   logLevel: string;
+  /** names this node in logs, sessions and Redis; letters, digits, `.`, `_`, `-` */
   nodeId: string;
+  /** a graceful shutdown taking longer than this exits with status 1 */
+  shutdownTimeoutMs: number;
   bcryptCost: number;
   connectTimeoutMs: number;
   /** failed-login protection (DESIGN.md "Failed logins"); see src/broker/limits/login-guard.ts */
@@ -64,6 +67,14 @@ function nonNegativeInt(env: NodeJS.ProcessEnv, name: string, fallback: number):
   return n;
 }
 
+function nodeId(env: NodeJS.ProcessEnv): string {
+  const raw = env.NODE_ID;
+  if (raw === undefined || raw === '') return randomBytes(4).toString('hex');
+  // it becomes part of aedes' broker id, Redis keys (split on ':') and `$SYS/<id>/...` topics
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(raw)) throw new Error(`NODE_ID must be 1-64 letters, digits, '.', '_' or '-', got "${raw}"`);
+  return raw;
+}
+
 function loadOrCreateAdminToken(dataDir: string, fromEnv: string | undefined): { token: string; generated: boolean } {
   if (fromEnv) return { token: fromEnv, generated: false };
   const file = join(dataDir, 'admin-token');
@@ -97,7 +108,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     maxPacketSize: positiveInt(env, 'MAX_PACKET_SIZE', 256 * 1024),
     sysIntervalSeconds: positiveInt(env, 'SYS_INTERVAL', 10),
     logLevel: env.LOG_LEVEL || 'info',
-    nodeId: env.NODE_ID || randomBytes(4).toString('hex'),
+    nodeId: nodeId(env),
+    shutdownTimeoutMs: positiveInt(env, 'SHUTDOWN_TIMEOUT', 10) * 1000,
     bcryptCost: positiveInt(env, 'BCRYPT_COST', 10),
     connectTimeoutMs: positiveInt(env, 'CONNECT_TIMEOUT_MS', 10_000),
     authFail: {
