@@ -1,5 +1,6 @@
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
+import { parse } from 'yaml';
 import { startTestApp, TestApp } from '../helpers/app';
 import { HTTP_METHODS, openApiDocument, toTemplate } from '../helpers/openapi';
 
@@ -169,6 +170,9 @@ describe('openapi/openapi.yaml', () => {
     const json = await app.api('GET', '/docs-json', undefined, null);
     expect(json.status).toBe(200);
     expect(json.body).toEqual(doc);
+    const yaml = await app.api('GET', '/docs-yaml', undefined, null);
+    expect(yaml.status).toBe(200);
+    expect(parse(yaml.body)).toEqual(doc);
     const html = await app.api('GET', '/docs', undefined, null);
     expect(html.status).toBe(200);
     expect(html.headers.get('content-type')).toMatch(/text\/html/);
