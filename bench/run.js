@@ -23,6 +23,7 @@ const USAGE = `usage: npm run bench [-- options]
   --servers=a,b           columns: aedes, service, service-pg, mosquitto (default: all available; aedes is always run)
   --soak-seconds=N        soak duration per server (default 600; full mode only)
   --reps=N                repetitions of the throughput/latency measurements (default 3, quick 1)
+  --retries=N             re-measure a throughput run where neither server nor generator was busy (default 1, quick 0)
   --out=FILE              results file (default bench/results/<date>-<host>.json in full mode)
   --profile=a,b           CPU-profile the service (and bare aedes) during these scenarios
   --server-cpus=L --gen-cpus=L   taskset cpu lists (default: 0 and the rest)
@@ -70,14 +71,14 @@ function params(o) {
   const num = (k, d) => (o[k] !== undefined ? Number(o[k]) : d);
   const p = quick
     ? {
-      quick, reps: num('reps', 1), warmupMs: 500, durationMs: 1500, latencyRate: 2000, latencyMs: 2000,
+      quick, reps: num('reps', 1), retries: num('retries', 0), warmupMs: 500, durationMs: 1500, latencyRate: 2000, latencyMs: 2000,
       stormDevices: num('storm-devices', 40), stormConcurrency: 20, probeQuietMs: 1000,
       idleConnections: num('idle-connections', 1000), sessions: num('sessions', 1000), sessionPasses: 1,
       deviceCreations: 20, aclRules: num('acl-rules', 100), aclTenants: num('acl-tenants', 20),
       soakSeconds: num('soak-seconds', 20), soakSampleMs: 2000,
     }
     : {
-      quick, reps: num('reps', 3), warmupMs: 1500, durationMs: 5000, latencyRate: 2000, latencyMs: 8000,
+      quick, reps: num('reps', 3), retries: num('retries', 1), warmupMs: 1500, durationMs: 5000, latencyRate: 2000, latencyMs: 8000,
       stormDevices: num('storm-devices', 2000), stormConcurrency: 100, probeQuietMs: 3000,
       idleConnections: num('idle-connections', 19000), sessions: num('sessions', 10000), sessionPasses: 3,
       deviceCreations: 200, aclRules: num('acl-rules', 1000), aclTenants: num('acl-tenants', 1000),
@@ -237,6 +238,7 @@ async function main() {
       raw[scenario] ??= {};
       raw[scenario][key] = value;
     },
+    lastRaw: (scenario, key) => raw[scenario]?.[key],
     /** generator process i (created on first use, reused, all pinned to the generator cpus) */
     gen: (i = 0) => {
       while (workers.length <= i) workers.push(new Worker({ cpus: genCpus, label: `gen${workers.length}` }));
@@ -294,7 +296,8 @@ async function main() {
   const t0 = Date.now();
   let failed = 0;
   for (const sc of selected) {
-    log(`=== ${sc.name}: ${sc.title}`);
+    log(`=== ${sc.name}: ${sc.title} (load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`);
+    ctx.raw(sc.name, 'loadAverageAtStart', os.loadavg());
     const ts = Date.now();
     try {
       await sc.run(ctx);

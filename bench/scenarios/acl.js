@@ -4,7 +4,7 @@
 // with the 1-rule bench tenant, measured back to back (and bare aedes for context).
 
 const crypto = require('node:crypto');
-const { interleaved, medians, services } = require('./common');
+const { interleaved, medians, services, saturating } = require('./common');
 const fanin = require('./fanin');
 
 const PREFIX = 'fleet/bench/tele'; // device "bench": matched by fleet/${device}/tele/+
@@ -62,15 +62,15 @@ module.exports = {
     // columns: aedes, <svc> (1 rule), <svc>+acl (many rules)
     const variants = [aedes, ...svcs.flatMap((s) => [s, { ...s, name: `${s.name}+acl`, base: s }])];
     for (const qos of [0, 1]) {
-      const res = await interleaved(ctx, variants, ctx.p.reps, (v, rep) => {
+      const res = await interleaved(ctx, variants, ctx.p.reps, (v, rep) => saturating(ctx, v.base || v, (attempt) => {
         const s = v.base || v;
-        const tag = `${ctx.rid}a${qos}${rep}${v.base ? 'm' : 'o'}`;
+        const tag = `${ctx.rid}a${qos}${rep}${attempt}${v.base ? 'm' : 'o'}`;
         const target = v.base ? { ...ctx.target(s), auth: setups[s.name].auth } : ctx.target(s);
         return ctx.profile(s, 'acl', `acl-q${qos}-r${rep}-${v.base ? 'many' : 'one'}`, () => ctx.gen(0).call('fanin', {
           ...target, nPub: 50, qos, payload: 64, topicPrefix: PREFIX, clientPrefix: `acl-${tag}`,
           warmupMs: ctx.p.warmupMs, durationMs: ctx.p.durationMs,
         }));
-      });
+      }));
       ctx.raw('acl', `qos${qos}`, res);
       const m = medians(res, (r) => r.delivered);
       const sc = '6 ACL/tenant scale';

@@ -1,7 +1,7 @@
 'use strict';
 // 2. Fan-out: 1 publisher, 200 subscribers of one topic; deliveries/s; none lost at QoS 1.
 
-const { interleaved, medians } = require('./common');
+const { interleaved, medians, saturating } = require('./common');
 
 const N_SUB = 200;
 
@@ -10,11 +10,11 @@ module.exports = {
   title: `fan-out: 1 publisher -> ${N_SUB} subscribers of one topic, QoS 0 and QoS 1`,
   async run(ctx) {
     for (const qos of [0, 1]) {
-      const res = await interleaved(ctx, ctx.servers, ctx.p.reps, (s, rep) =>
-        ctx.profile(s, 'fanout', `fanout-q${qos}-r${rep}`, () => ctx.gen(0).call('fanout', {
-          ...ctx.target(s), nSub: N_SUB, qos, payload: 64, topicPrefix: `fo/${ctx.rid}q${qos}r${rep}`,
-          clientPrefix: `fo-${ctx.rid}q${qos}r${rep}`, warmupMs: ctx.p.warmupMs, durationMs: ctx.p.durationMs,
-        })));
+      const res = await interleaved(ctx, ctx.servers, ctx.p.reps, (s, rep) => saturating(ctx, s, (attempt) =>
+        ctx.profile(s, 'fanout', `fanout-q${qos}-r${rep}-${attempt}`, () => ctx.gen(0).call('fanout', {
+          ...ctx.target(s), nSub: N_SUB, qos, payload: 64, topicPrefix: `fo/${ctx.rid}q${qos}r${rep}a${attempt}`,
+          clientPrefix: `fo-${ctx.rid}q${qos}r${rep}a${attempt}`, warmupMs: ctx.p.warmupMs, durationMs: ctx.p.durationMs,
+        }))));
       ctx.raw('fanout', `qos${qos}`, res);
       ctx.figure({
         id: `fanout.qos${qos}`, scenario: '2 fan-out', label: `fan-out QoS ${qos} deliveries`, unit: 'msg/s', better: 'higher',
