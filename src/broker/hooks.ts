@@ -3,6 +3,7 @@ import type { AedesPublishPacket, ConnectPacket, PublishPacket, Subscription } f
 import { topicFilterError, topicNameError } from '../acl/topic-filter';
 import type { AppConfig } from '../config/config';
 import { newSecret } from '../common/ids';
+import { ThrottledLog } from '../common/throttled-log';
 import { ClientCertificateAuth, peerCertificateOf } from './identity/client-certificate-auth';
 import type { CredentialResult, IdentityService } from './identity/identity.service';
 import type { TenantRuntime } from './identity/tenant-runtime';
@@ -71,6 +72,7 @@ export interface HookEvents {
  */
 export class TenantHooks {
   private readonly logger = new Logger('MQTT');
+  private readonly checkFailures = new ThrottledLog(this.logger);
 
   constructor(
     private readonly identity: IdentityService,
@@ -104,7 +106,8 @@ export class TenantHooks {
       },
       (err: unknown) => {
         // fail closed: whatever we could not check (database unreachable...) is refused
-        this.logger.error(`connect check failed, refusing with CONNACK 3: ${(err as Error).message}`);
+        // one line while it lasts (database unreachable...), not one per connection attempt
+        this.checkFailures.error(`connect check failed, refusing with CONNACK 3: ${(err as Error).message}`);
         this.events.connectRefused(client, undefined, 'check-failed', 3);
         done(refusal(3, 'server unavailable'), null);
       },

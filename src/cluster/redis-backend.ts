@@ -5,6 +5,7 @@ import Redis, { RedisOptions } from 'ioredis';
 import MQEmitterRedis from 'mqemitter-redis';
 import { randomBytes } from 'node:crypto';
 import type { BrokerBackend } from '../broker/backend';
+import { ThrottledLog } from '../common/throttled-log';
 import { NodeBus } from './node-bus';
 import { redisPatternFor } from './redis-pattern';
 
@@ -130,7 +131,7 @@ export class RedisCluster {
     aedesParts: { persistence: unknown; mq: unknown; brokerId: string },
     logger: Logger,
   ) {
-    const errorLog = new OncePer(logger, 60_000);
+    const errorLog = new ThrottledLog(logger);
     this.backend = {
       ...aedesParts,
       unavailableReason: () => (availability.available ? null : 'redis-unavailable'),
@@ -227,29 +228,6 @@ export class RedisCluster {
       await Promise.all([this.busPub, this.busSub, this.mqPub, this.mqSub].map((c) => quit(c, QUIT_MS)));
     })();
     return this.closed;
-  }
-}
-
-/** Logs at most one line per period, with how many were left out. */
-class OncePer {
-  private last = 0;
-  private suppressed = 0;
-
-  constructor(
-    private readonly logger: Logger,
-    private readonly periodMs: number,
-  ) {}
-
-  error(message: string): void {
-    const now = Date.now();
-    if (now - this.last < this.periodMs) {
-      this.suppressed++;
-      return;
-    }
-    const more = this.suppressed ? ` (${this.suppressed} more since the last report)` : '';
-    this.last = now;
-    this.suppressed = 0;
-    this.logger.error(message + more);
   }
 }
 
