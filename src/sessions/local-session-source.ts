@@ -51,6 +51,7 @@ export class LocalSessionSource implements SessionSource {
     const client = this.find(tenantId, clientId);
     if (!client) return Promise.resolve(false);
     // closed synchronously: from here on the session is gone from every list
+    if (client.tenantSession) client.tenantSession.kickedFor = 'session deleted through the API';
     client.close();
     return Promise.resolve(true);
   }

@@ -96,6 +96,13 @@ describe(`audit log (${databaseKind()})`, () => {
     expect(rest.find((e) => e.type === 'device.create')?.detail).toEqual({ name: 'd1', password: '[redacted]' });
     expect(rest.find((e) => e.type === 'tenant.publish')?.detail).toMatchObject({ topic: 'a/b', payloadLength: 18, retain: true });
 
+    // the session deleted through the API shows as a kick of that client
+    await audit.flush();
+    const kicks = (await events('aud', '?type=kick')).items;
+    expect(kicks.map((e) => [e.target, e.actor, e.detail.clientId, e.detail.reason])).toEqual([
+      ['devices/d1', 'broker', 'kick-me', 'session deleted through the API'],
+    ]);
+
     // and the tenant's deletion, kept after the tenant is gone (read from the table itself)
     const { id: tenantId } = await prisma.db.tenant.findUniqueOrThrow({ where: { slug: 'aud' } });
     await ok('DELETE', t);

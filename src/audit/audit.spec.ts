@@ -1,0 +1,78 @@
+import type { AppConfig } from '../config/config';
+import type { PrismaService } from '../database/prisma.service';
+import { AUDIT_BUFFER_MAX, AuditService } from './audit.service';
+import { auditDetail, describeRestChange } from './rest-change';
+
+describe('describeRestChange', () => {
+  const d = (method: string, route: string, params: Record<string, string> = {}, response: unknown = undefined) =>
+    describeRestChange(method, route, { slug: 'acme', ...params }, response);
+
+  it.each([
+    ['POST', '/api/v1/tenants', 'tenant.create', null, {}, { slug: 'acme', name: 'ACME' }],
+    ['PATCH', '/api/v1/tenants/:slug', 'tenant.update', null, {}, undefined],
+    ['DELETE', '/api/v1/tenants/:slug', 'tenant.delete', null, {}, undefined],
+    ['POST', '/api/v1/tenants/:slug/devices', 'device.create', 'devices/d1', {}, { name: 'd1', enabled: true }],
+    ['PATCH', '/api/v1/tenants/:slug/devices/:name', 'device.update', 'devices/d1', { name: 'd1' }, undefined],
+    ['DELETE', '/api/v1/tenants/:slug/devices/:name', 'device.delete', 'devices/d1', { name: 'd1' }, undefined],
+    ['POST', '/api/v1/tenants/:slug/devices/:name/password', 'device.password', 'devices/d1', { name: 'd1' }, undefined],
+    ['POST', '/api/v1/tenants/:slug/api-keys', 'api-key.create', 'api-keys/k1', {}, { id: 'k1', name: 'ci', key: 'secret' }],
+    ['POST', '/api/v1/tenants/:slug/devices/:name/certificates/:id/revoke', 'certificate.revoke', 'devices/d1/certificates/c9', { name: 'd1', id: 'c9' }, undefined],
+    ['DELETE', '/api/v1/tenants/:slug/retained/:topic', 'retained.delete', 'retained/a/b', { topic: 'a/b' }, undefined],
+    ['POST', '/api/v1/tenants/:slug/publish', 'tenant.publish', null, {}, undefined],
+  ])('%s %s -> %s', (method, route, type, target, params, response) => {
+    expect(d(method, route, params, response)).toEqual({ type, target });
+  });
+
+  it('ignores routes outside the API', () => {
+    expect(describeRestChange('POST', '/health/ready', {}, undefined)).toBeNull();
+  });
+
+  it('keeps secrets and payloads out of the detail', () => {
+    expect(auditDetail({ name: 'd1', password: 'p', key: 'k', csr: 'pem', payload: 'hello', qos: 1 })).toEqual({
+      name: 'd1',
+      password: '[redacted]',
+      key: '[redacted]',
+      csr: '[redacted]',
+      payloadLength: 5,
+      qos: 1,
+    });
+    expect(auditDetail(undefined)).toEqual({});
+  });
+});
+
+describe('AuditService buffer', () => {
+  const config = { auditRetentionDays: 30 } as AppConfig;
+
+  function service(createMany: (args: { data: unknown[] }) => Promise<unknown>) {
+    const prisma = { db: { auditEvent: { createMany } } } as unknown as PrismaService;
+    return new AuditService(prisma, config);
+  }
+  const event = (i: number) => ({ tenantId: 't', type: 'connect', actor: 'mqtt', detail: { i } });
+
+  it('writes what was recorded in batches', async () => {
+    const batches: number[] = [];
+    const audit = service(async ({ data }) => batches.push(data.length));
+    for (let i = 0; i < 1200; i++) audit.record(event(i));
+    await audit.flush();
+    expect(batches).toEqual([500, 500, 200]);
+    expect(audit.droppedEvents).toBe(0);
+  });
+
+  it('bounds the buffer while the database is down, counts what it drops, and catches up', async () => {
+    let up = false;
+    let written = 0;
+    const audit = service(async ({ data }) => {
+      if (!up) throw new Error('connection refused');
+      written += data.length;
+    });
+    for (let i = 0; i < AUDIT_BUFFER_MAX + 250; i++) audit.record(event(i));
+    expect(audit.droppedEvents).toBe(250);
+    await audit.flush(); // fails: everything is kept for the next try
+    expect(audit.droppedEvents).toBe(250);
+    audit.record(event(0));
+    expect(audit.droppedEvents).toBe(251);
+    up = true;
+    await audit.flush();
+    expect(written).toBe(AUDIT_BUFFER_MAX);
+  });
+});
