@@ -1,0 +1,175 @@
+import type { Duplex } from 'node:stream';
+import { installStrictParser, setParserMaxPacketSize, type MqttPacketParser } from './parser';
+
+/**
+ * Per-connection protection, applied right after `aedes.handle(stream, req)`:
+ *
+ *   const client = aedes.handle(stream, req);
+ *   hardenClient(client, { maxPacketSize, maxPacketSizeBeforeConnect: 65536, connectTimeoutMs: 10000 });
+ *
+ * 1. A strict reader (parser.ts): every malformed packet or protocol violation closes the
+ *    connection; packets over the size limit are refused as soon as their length is read.
+ * 2. A CONNECT deadline: a connection that has not sent a whole CONNECT within
+ *    `connectTimeoutMs` of the accept is closed (slow-loris, half-open sockets).
+ * 3. A bounded outbound queue. aedes writes every message straight into the socket and,
+ *    when the socket is full, holds the broker-wide mqemitter slot (100 of them for the
+ *    whole process) until the socket drains, so one consumer that never reads stalls every
+ *    tenant, and a publisher flood queues without bound. Here a delivery releases its slot
+ *    without waiting for that socket; what the socket has not taken is bounded per client:
+ *    over `maxQueuedBytes` QoS 0 messages are dropped (as mosquitto drops them over its
+ *    queue limit), and a client that stays over it for `slowConsumerTimeoutMs`, or reaches
+ *    `hardQueuedBytes`, is disconnected. A persistent session keeps its QoS 1/2 messages in
+ *    the session store and gets them on its next connect.
+ */
+export interface HardenOptions {
+  /** MAX_PACKET_SIZE: the largest packet, fixed header included, once the CONNECT is accepted. */
+  maxPacketSize: number;
+  /** The largest packet before that (the CONNECT itself included). */
+  maxPacketSizeBeforeConnect: number;
+  /** A whole CONNECT must arrive within this many ms of the accept. */
+  connectTimeoutMs: number;
+  /** Bytes the socket may hold unsent before QoS 0 messages to this client are dropped. Default 1 MiB. */
+  maxQueuedBytes?: number;
+  /** Bytes unsent at which the client is disconnected at once. Default 4 × maxQueuedBytes + maxPacketSize. */
+  hardQueuedBytes?: number;
+  /** A client over maxQueuedBytes for this long is disconnected. Default 10 s. */
+  slowConsumerTimeoutMs?: number;
+  /** Told about each message not delivered and each slow consumer disconnected (metrics, logs). */
+  onDrop?: (client: HardenableClient, reason: DropReason) => void;
+}
+
+export type DropReason = 'slow_consumer_qos0' | 'slow_consumer_disconnected';
+
+export const DEFAULT_MAX_QUEUED_BYTES = 1 << 20;
+export const DEFAULT_SLOW_CONSUMER_TIMEOUT_MS = 10_000;
+
+type Deliver = (packet: { qos?: number; brokerId?: unknown }, cb: () => void) => void;
+
+/** The aedes 1.2 Client internals this module touches. */
+export interface HardenableClient {
+  conn: Duplex & { setNoDelay?: (noDelay?: boolean) => unknown };
+  _parser: unknown;
+  _connectTimer: NodeJS.Timeout | null;
+  connected: boolean;
+  closed: boolean;
+  deliver0: Deliver;
+  deliverQoS: Deliver;
+  emit(event: 'error', error: Error): boolean;
+  /** ours */
+  _outbound?: OutboundState;
+}
+
+interface OutboundState {
+  soft: number;
+  hard: number;
+  stallMs: number;
+  stallTimer: NodeJS.Timeout | null;
+  dropped: number;
+  onDrop?: HardenOptions['onDrop'];
+}
+
+export function hardenClient(client: HardenableClient, options: HardenOptions): void {
+  installStrictParser(client._parser as MqttPacketParser, {
+    maxPacketSize: options.maxPacketSize,
+    maxPacketSizeBeforeConnect: options.maxPacketSizeBeforeConnect,
+  });
+
+  // aedes arms a CONNECT timer (broker.connectTimeout) at construction, clears it when the
+  // CONNECT arrives and on close; we re-arm that same timer with our deadline.
+  if (client._connectTimer) clearTimeout(client._connectTimer);
+  client._connectTimer = setTimeout(() => {
+    client.emit('error', new Error(`no CONNECT within ${options.connectTimeoutMs} ms`));
+  }, options.connectTimeoutMs);
+
+  // Nagle's algorithm adds tens of ms to every small fan-out write (TCP and TLS sockets)
+  if (typeof client.conn.setNoDelay === 'function') client.conn.setNoDelay(true);
+
+  const soft = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+  client._outbound = {
+    soft,
+    hard: options.hardQueuedBytes ?? 4 * soft + options.maxPacketSize,
+    stallMs: options.slowConsumerTimeoutMs ?? DEFAULT_SLOW_CONSUMER_TIMEOUT_MS,
+    stallTimer: null,
+    dropped: 0,
+    onDrop: options.onDrop,
+  };
+  client.deliver0 = boundDelivery(client, client.deliver0);
+  client.deliverQoS = boundDelivery(client, client.deliverQoS);
+}
+
+/**
+ * Tightens the packet size limit after authentication (a tenant's own limit). Packets whose
+ * length was already read are not affected.
+ */
+export function setMaxPacketSize(client: HardenableClient, maxPacketSize: number): void {
+  setParserMaxPacketSize(client._parser as MqttPacketParser, maxPacketSize);
+}
+
+/** How many messages were not delivered to this client because it did not read them. */
+export function droppedMessages(client: HardenableClient): number {
+  return client._outbound?.dropped ?? 0;
+}
+
+function boundDelivery(client: HardenableClient, deliver: Deliver): Deliver {
+  // Subscriptions capture client.deliver0/deliverQoS when they are made, so wrapping them
+  // before the CONNECT covers every subscription, retained replay and client.publish().
+  return function deliverBounded(packet, cb) {
+    const state = client._outbound as OutboundState;
+    const queued = client.conn.writableLength;
+    if (queued > state.soft) {
+      if (queued > state.hard) {
+        disconnectSlowConsumer(client, state, `${queued} bytes unsent`);
+        setImmediate(cb);
+        return;
+      }
+      watchBacklog(client, state);
+      if (!packet.qos) {
+        state.dropped++;
+        state.onDrop?.(client, 'slow_consumer_qos0');
+        setImmediate(cb);
+        return;
+      }
+    }
+    // Retained replays after a SUBSCRIBE (brokerId null) keep aedes' own pacing: the next one
+    // is read from the store when the socket took this one. Live messages release their
+    // broker-wide mqemitter slot on the next tick, whatever this socket does.
+    if (packet.brokerId == null) {
+      deliver(packet, cb);
+    } else {
+      deliver(packet, noop);
+      // after aedes' own write (queued with setImmediate before this): a burst that passed
+      // the check above one by one is watched too
+      setImmediate(afterDelivery, client, state, cb);
+    }
+  };
+}
+
+function afterDelivery(client: HardenableClient, state: OutboundState, cb: () => void): void {
+  if (client.conn.writableLength > state.soft) watchBacklog(client, state);
+  cb();
+}
+
+/** A client still over the soft limit `stallMs` after it was first seen over it is disconnected. */
+function watchBacklog(client: HardenableClient, state: OutboundState): void {
+  if (state.stallTimer !== null || client.closed) return;
+  state.stallTimer = setTimeout(() => {
+    state.stallTimer = null;
+    if (client.closed) return;
+    const queued = client.conn.writableLength;
+    if (queued > state.soft) {
+      disconnectSlowConsumer(client, state, `${queued} bytes still unsent after ${state.stallMs} ms`);
+    }
+  }, state.stallMs);
+  state.stallTimer.unref();
+}
+
+function disconnectSlowConsumer(client: HardenableClient, state: OutboundState, why: string): void {
+  if (client.closed) return;
+  if (state.stallTimer !== null) clearTimeout(state.stallTimer);
+  state.stallTimer = null;
+  state.onDrop?.(client, 'slow_consumer_disconnected');
+  // an error closes the connection the way aedes closes it for any other error (will sent)
+  client.emit('error', new Error(`slow consumer: ${why}`));
+}
+
+function noop(): void {}
