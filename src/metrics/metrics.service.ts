@@ -123,88 +123,72 @@ export class MetricsService implements OnModuleInit {
   private defineMqttMetrics(): void {
     const registers = [this.registry];
     const snap = () => this.figures();
-    type Pick = (f: Figures) => number;
-    type PickMap = (f: Figures) => Record<string, number>;
+    type Sample = readonly [Record<string, string>, number];
 
-    const gauge = (name: string, help: string, pick: Pick): void => {
-      new Gauge({
-        name: `mqtt_${name}`,
-        help,
-        labelNames: ['tenant'],
-        registers,
-        collect() {
-          this.reset();
-          for (const t of snap().tenants) this.set({ tenant: t.slug }, pick(t.figures));
+    /**
+     * Two families from one reading of the figures: `mqtt_<name>` per tenant and `mqtt_node_<name>`
+     * for the node; `values` gives a number per value of `label` (or under '' when there is none).
+     */
+    const define = (
+      kind: 'gauge' | 'counter',
+      name: string,
+      help: string,
+      label: string | null,
+      values: (f: Figures) => Record<string, number>,
+    ): void => {
+      const samples = (f: Figures, base: Record<string, string>): Sample[] =>
+        Object.entries(values(f)).map(([key, v]) => [label === null ? base : { ...base, [label]: key }, v] as const);
+      const families = [
+        {
+          name: `mqtt_${name}`,
+          help,
+          labelNames: label === null ? ['tenant'] : ['tenant', label],
+          read: () => snap().tenants.flatMap((t) => samples(t.figures, { tenant: t.slug })),
         },
-      });
-      new Gauge({
-        name: `mqtt_node_${name}`,
-        help: `${help} (this node, all tenants)`,
-        registers,
-        collect() {
-          this.set(pick(snap().node));
+        {
+          name: `mqtt_node_${name}`,
+          help: `${help} (this node, all tenants)`,
+          labelNames: label === null ? [] : [label],
+          read: () => samples(snap().node, {}),
         },
-      });
+      ];
+      for (const { read, ...config } of families) {
+        if (kind === 'gauge') {
+          new Gauge({
+            ...config,
+            registers,
+            collect() {
+              this.reset();
+              for (const [labels, v] of read()) this.set(labels, v);
+            },
+          });
+        } else {
+          new Counter({
+            ...config,
+            registers,
+            collect() {
+              this.reset();
+              for (const [labels, v] of read()) this.inc(labels, v);
+            },
+          });
+        }
+      }
     };
-    const counter = (name: string, help: string, pick: Pick): void => {
-      new Counter({
-        name: `mqtt_${name}`,
-        help,
-        labelNames: ['tenant'],
-        registers,
-        collect() {
-          this.reset();
-          for (const t of snap().tenants) this.inc({ tenant: t.slug }, pick(t.figures));
-        },
-      });
-      new Counter({
-        name: `mqtt_node_${name}`,
-        help: `${help} (this node, all tenants)`,
-        registers,
-        collect() {
-          this.reset();
-          this.inc(pick(snap().node));
-        },
-      });
-    };
-    const countersBy = (name: string, help: string, label: string, pick: PickMap): void => {
-      new Counter({
-        name: `mqtt_${name}`,
-        help,
-        labelNames: ['tenant', label],
-        registers,
-        collect() {
-          this.reset();
-          for (const t of snap().tenants) {
-            for (const [key, v] of Object.entries(pick(t.figures))) this.inc({ tenant: t.slug, [label]: key }, v);
-          }
-        },
-      });
-      new Counter({
-        name: `mqtt_node_${name}`,
-        help: `${help} (this node, all tenants)`,
-        labelNames: [label],
-        registers,
-        collect() {
-          this.reset();
-          for (const [key, v] of Object.entries(pick(snap().node))) this.inc({ [label]: key }, v);
-        },
-      });
-    };
+    const one = (pick: (f: Figures) => number) => (f: Figures) => ({ '': pick(f) });
 
-    gauge('connections', 'MQTT connections open', (f) => f.connections);
-    countersBy('connects_total', 'MQTT connects by result: accepted, or the reason of the refusal', 'result', (f) => ({
+    define('gauge', 'connections', 'MQTT connections open', null, one((f) => f.connections));
+    define('counter', 'connects_total', 'MQTT connects by result: accepted, or the reason of the refusal', 'result', (f) => ({
       accepted: f.connectsAccepted,
       ...f.connectsRefusedBy,
     }));
-    counter('messages_received_total', 'PUBLISH packets received and routed', (f) => f.messagesIn);
-    counter('messages_sent_total', 'PUBLISH packets sent to subscribers', (f) => f.messagesOut);
-    counter('bytes_received_total', 'payload bytes received', (f) => f.bytesIn);
-    counter('bytes_sent_total', 'payload bytes sent', (f) => f.bytesOut);
-    countersBy('messages_dropped_total', 'messages dropped, by reason', 'reason', (f) => f.messagesDroppedBy);
-    gauge('subscriptions', 'subscriptions of the open connections', (f) => f.subscriptions);
-    gauge('retained_messages', 'retained messages stored by this node', (f) => f.retained);
-    countersBy('limit_hits_total', 'times a tenant limit refused, throttled or cut something, by limit', 'limit', (f) => f.limitHits);
+    define('counter', 'messages_received_total', 'PUBLISH packets received and routed', null, one((f) => f.messagesIn));
+    define('counter', 'messages_sent_total', 'PUBLISH packets sent to subscribers', null, one((f) => f.messagesOut));
+    define('counter', 'bytes_received_total', 'payload bytes received', null, one((f) => f.bytesIn));
+    define('counter', 'bytes_sent_total', 'payload bytes sent', null, one((f) => f.bytesOut));
+    define('counter', 'messages_dropped_total', 'messages dropped, by reason', 'reason', (f) => f.messagesDroppedBy);
+    define('gauge', 'subscriptions', 'subscriptions of the open connections', null, one((f) => f.subscriptions));
+    define('gauge', 'retained_messages', 'retained messages stored by this node', null, one((f) => f.retained));
+    define('counter', 'limit_hits_total', 'times a tenant limit refused, held back or cut something, by limit', 'limit', (f) => f.limitHits);
   }
 
   private defineAuthMetrics(): void {
