@@ -71,7 +71,7 @@ export class BrokerService implements OnApplicationShutdown {
         for (const l of listeners) l.publishDropped?.(session, reason);
       },
     };
-    this.limits = new BrokerLimits(identity, this.events);
+    this.limits = new BrokerLimits(identity, this.events, config.maxPacketSize);
     identity.kick = (clients, reason) => {
       // one batch on the next tick, after the change that caused it has been applied
       setImmediate(() => {

@@ -2,11 +2,15 @@ import type { Aedes } from 'aedes';
 import type { HookEvents } from '../hooks';
 import type { IdentityService } from '../identity/identity.service';
 import type { TenantRuntime } from '../identity/tenant-runtime';
+import { setMaxPacketSize, type HardenableClient } from '../protocol';
 import type { BrokerClient, TenantSession } from '../session';
 import { ClientLimitState, Deliver, OutboundPacket } from './limit-state';
 
 /** QoS 1/2 live messages a client may have waiting for its in-flight window before they are dropped. */
 export const MAX_WAITING_PER_CLIENT = 1000;
+
+/** The most a PUBLISH adds to its payload: fixed header (5), topic (2 + 65535), packet id (2). */
+const PUBLISH_OVERHEAD = 5 + 2 + 65535 + 2;
 
 interface RetainedPacket {
   topic: string;
@@ -26,7 +30,9 @@ interface RetainedStore {
  * - maxMessagesPerSecond (tenant) / maxClientMessagesPerSecond: token buckets refilled lazily
  *   from timestamps. A PUBLISH over budget is held (its aedes callback is called later) and the
  *   connection stops reading until its budget refills: TCP pushes back on that client alone.
- * - maxPayloadBytes: a bigger PUBLISH closes the connection.
+ * - maxPayloadBytes: a bigger PUBLISH closes the connection. The connection's packet reader
+ *   (protocol/) is also told the largest packet such a PUBLISH can make, so it refuses bigger
+ *   ones before buffering them.
  * - maxSubscriptionsPerClient: checked in authorizeSubscribe (SUBACK 0x80).
  * - maxRetainedMessages / maxRetainedBytes: a retained PUBLISH over them is delivered to live
  *   subscribers but not stored (the previous retained message of that topic, if any, stays).
@@ -38,6 +44,8 @@ export class BrokerLimits {
   constructor(
     private readonly identity: IdentityService,
     private readonly events: HookEvents,
+    /** MAX_PACKET_SIZE, for every connection */
+    private readonly maxPacketSize: number,
   ) {}
 
   /** Hooks what aedes does not route through its hooks: retained stores and acknowledgements. */
@@ -74,6 +82,8 @@ export class BrokerLimits {
   attach(client: BrokerClient, session: TenantSession): void {
     const tenantState = session.tenant.limitState;
     tenantState.connections++;
+    const packetLimit = session.tenant.limits.maxPayloadBytes + PUBLISH_OVERHEAD;
+    if (packetLimit < this.maxPacketSize) setMaxPacketSize(client as unknown as HardenableClient, packetLimit);
     client.conn.once('close', () => {
       tenantState.connections--;
       const st = session.limitState;
