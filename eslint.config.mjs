@@ -18,6 +18,10 @@ export default tseslint.config(
   {
     files: ['**/*.js', '**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: globals.node },
-    rules: { '@typescript-eslint/no-require-imports': 'off' },
+    rules: {
+      '@typescript-eslint/no-require-imports': 'off',
+      // CommonJS scripts `require('node:crypto')` under the global's own name
+      'no-redeclare': ['error', { builtinGlobals: false }],
+    },
   },
 );
