@@ -1,5 +1,5 @@
 import { decodeMqttString } from './strings';
-import { validateTopicFilter, validateTopicName } from './topics';
+import { topicFilterSyntaxError, topicNameSyntaxError } from './topics';
 
 /**
  * A strict MQTT 3.1 / 3.1.1 reader for the parser instance aedes gives each client.
@@ -313,7 +313,7 @@ function parsePublish(packet: ParsedPacket, r: Reader): string | null {
   const topic = r.str();
   if (topic === undefined) return 'PUBLISH too short for its topic';
   if (topic === null) return 'PUBLISH topic is not a valid MQTT string [MQTT-1.5.3]';
-  const invalid = validateTopicName(topic);
+  const invalid = topicNameSyntaxError(topic);
   if (invalid !== null) return `PUBLISH: ${invalid} [MQTT-3.3.2-2]`;
   packet.topic = topic;
   if (packet.qos > 0) {
@@ -340,7 +340,7 @@ function parseSubscribe(packet: ParsedPacket, r: Reader, bridgeMode: boolean): s
     const options = r.u8();
     if (options < 0) return 'SUBSCRIBE topic filter without requested QoS';
     if (options > 2) return 'SUBSCRIBE requested QoS byte invalid [MQTT-3.8.3-4]';
-    const invalid = validateTopicFilter(topic);
+    const invalid = topicFilterSyntaxError(topic);
     if (invalid !== null) return `SUBSCRIBE: ${invalid}`;
     const subscription: Record<string, unknown> = { topic, qos: options };
     if (bridgeMode) {
@@ -366,7 +366,7 @@ function parseUnsubscribe(packet: ParsedPacket, r: Reader): string | null {
     const topic = r.str();
     if (topic === undefined) return 'UNSUBSCRIBE payload truncated';
     if (topic === null) return 'UNSUBSCRIBE topic filter is not a valid MQTT string [MQTT-1.5.3]';
-    const invalid = validateTopicFilter(topic);
+    const invalid = topicFilterSyntaxError(topic);
     if (invalid !== null) return `UNSUBSCRIBE: ${invalid}`;
     unsubscriptions.push(topic);
   }

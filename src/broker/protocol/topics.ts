@@ -24,8 +24,13 @@ function levelCount(topic: string): number {
  */
 export function validateTopicName(topic: unknown): string | null {
   if (typeof topic !== 'string' || topic.length === 0) return 'topic name must not be empty';
+  return topicNameSyntaxError(topic) ?? (isValidMqttString(topic) ? null : 'topic name is not a valid MQTT string');
+}
+
+/** validateTopicName for a string already known to be a valid MQTT string (the parser's case). */
+export function topicNameSyntaxError(topic: string): string | null {
+  if (topic.length === 0) return 'topic name must not be empty';
   if (topic.includes('+') || topic.includes('#')) return 'wildcards are not allowed in a topic name';
-  if (!isValidMqttString(topic)) return 'topic name is not a valid MQTT string';
   if (levelCount(topic) > MAX_TOPIC_LEVELS) return `topic name has more than ${MAX_TOPIC_LEVELS} levels`;
   return null;
 }
@@ -37,6 +42,12 @@ export function validateTopicName(topic: unknown): string | null {
  */
 export function validateTopicFilter(filter: unknown): string | null {
   if (typeof filter !== 'string' || filter.length === 0) return 'topic filter must not be empty';
+  return topicFilterSyntaxError(filter) ?? (isValidMqttString(filter) ? null : 'topic filter is not a valid MQTT string');
+}
+
+/** validateTopicFilter for a string already known to be a valid MQTT string (the parser's case). */
+export function topicFilterSyntaxError(filter: string): string | null {
+  if (filter.length === 0) return 'topic filter must not be empty';
   const last = filter.length - 1;
   for (let i = 0; i <= last; i++) {
     const c = filter.charCodeAt(i);
@@ -50,7 +61,6 @@ export function validateTopicFilter(filter: unknown): string | null {
       }
     }
   }
-  if (!isValidMqttString(filter)) return 'topic filter is not a valid MQTT string';
   if (levelCount(filter) > MAX_TOPIC_LEVELS) return `topic filter has more than ${MAX_TOPIC_LEVELS} levels`;
   return null;
 }
