@@ -48,16 +48,26 @@ fi
 command -v mosquitto_pub >/dev/null || skipped+=("mosquitto client tests (no mosquitto_pub: apt-get install mosquitto-clients)")
 
 status=0
+RESULTS=$(mktemp -d); cleanup+=("rm -rf '$RESULTS'")
 echo "== jest: all suites on PGlite =="
-TEST_DATABASE=pglite npx jest --ci "$@" || status=1
+TEST_DATABASE=pglite npx jest --ci --json --outputFile="$RESULTS/pglite.json" "$@" || status=1
 if [ -n "${TEST_PG_URL:-}" ]; then
   echo "== jest: database-backed suites on PostgreSQL =="
-  TEST_DATABASE=postgres npx jest --ci test/e2e "$@" || status=1
+  TEST_DATABASE=postgres npx jest --ci --json --outputFile="$RESULTS/postgres.json" test/e2e "$@" || status=1
 fi
 
 if [ ${#skipped[@]} -gt 0 ]; then
   echo
   for s in "${skipped[@]}"; do echo "${YELLOW}SKIPPED: $s${RESET}"; done
 fi
-[ $status -eq 0 ] && echo "npm test: all suites passed" || echo "${RED}npm test: failures above${RESET}"
+[ $status -eq 0 ] || echo "${RED}npm test: failures above${RESET}"
+# one closing line over both runs
+node -e '
+  const fs = require("fs"); let p = 0, f = 0, s = 0;
+  for (const file of fs.readdirSync(process.argv[1])) {
+    const r = JSON.parse(fs.readFileSync(process.argv[1] + "/" + file, "utf8"));
+    p += r.numPassedTests; f += r.numFailedTests + (r.numRuntimeErrorTestSuites || 0); s += r.numPendingTests + r.numTodoTests;
+  }
+  console.log(`tests: ${p} passed, ${f} failed, ${s} skipped`);
+' "$RESULTS" || status=1
 exit $status

@@ -9,6 +9,10 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import type { BrokerBackend } from './backend';
 import { HookEvents, mountInbound, TenantHooks } from './hooks';
+import { hardenClient, MAX_TOPIC_LEVELS } from './protocol';
+
+/** DESIGN.md: before CONNECT is accepted, anything over 64 KiB closes the socket. */
+const MAX_PACKET_SIZE_BEFORE_CONNECT = 64 * 1024;
 import { ClientCertificateAuth } from './identity/client-certificate-auth';
 import { IdentityService } from './identity/identity.service';
 import { BrokerLimits } from './limits/broker-limits';
@@ -99,6 +103,9 @@ export class BrokerService implements OnApplicationShutdown {
       id: backend?.brokerId ?? this.config.nodeId,
       ...(backend ? { persistence: backend.persistence as never, mq: backend.mq as never } : {}),
       connectTimeout: this.config.connectTimeoutMs,
+      // MQTT 3.1's 23-character limit is lifted as mosquitto does; topic depth is ours to bound
+      maxClientsIdLength: 65535,
+      maxTopicLevels: MAX_TOPIC_LEVELS + 1,
       preConnect: hooks.preConnect as never,
       authenticate: this.gate(hooks.authenticate) as never,
       authorizePublish: hooks.authorizePublish as never,
@@ -190,6 +197,15 @@ export class BrokerService implements OnApplicationShutdown {
   /** Every connection, whatever the listener, comes through here. */
   handle(stream: Duplex | Socket, req: IncomingMessage | undefined): BrokerClient {
     const client = this.aedes.handle(stream as never, req as never) as unknown as BrokerClient;
+    hardenClient(client as never, {
+      maxPacketSize: this.config.maxPacketSize,
+      maxPacketSizeBeforeConnect: MAX_PACKET_SIZE_BEFORE_CONNECT,
+      connectTimeoutMs: this.config.connectTimeoutMs,
+      onDrop: (_client, reason) => {
+        const session = client.tenantSession;
+        if (session) this.events.publishDropped(session, reason);
+      },
+    });
     this.connections.add(stream);
     stream.once('close', () => this.connections.delete(stream));
     const parser = client._parser;

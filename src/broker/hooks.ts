@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { AedesPublishPacket, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import { topicFilterError, topicNameError } from '../acl/topic-filter';
+import { validateConnect } from './protocol';
 import type { AppConfig } from '../config/config';
 import { newSecret } from '../common/ids';
 import { ThrottledLog } from '../common/throttled-log';
@@ -83,6 +84,11 @@ export class TenantHooks {
   ) {}
 
   preConnect = (client: BrokerClient, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void): void => {
+    const verdict = validateConnect(packet);
+    if (verdict?.action === 'close') return done(new Error('malformed CONNECT'), false);
+    // a refusal with a CONNACK is answered by authenticate: aedes writes the CONNACK from there
+    // before closing (a CONNACK written here could be cut off by the close on TLS)
+    client.connectRefusal = verdict?.action === 'connack' ? verdict.returnCode : undefined;
     client.requestedClientId = packet.clientId ?? '';
     client.connectInfo = {
       clean: packet.clean !== false,
@@ -120,6 +126,12 @@ export class TenantHooks {
     password: Buffer | undefined,
   ): Promise<AuthError | null> {
     const info = client.connectInfo ?? { clean: true, keepalive: 0, protocolVersion: 4 };
+    if (client.connectRefusal !== undefined) {
+      this.events.connectRefused(client, undefined, 'protocol', client.connectRefusal);
+      return refusal(client.connectRefusal, 'protocol');
+    }
+    // a zero-length username without a password is no credential at all [MQTT-3.1.3-11 allows it]
+    if (username === '' && password === undefined) username = undefined;
     let result: CredentialResult;
     let authMethod: TenantSession['authMethod'] = 'password';
     let certificateSerial: string | null = null;

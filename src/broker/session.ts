@@ -52,6 +52,8 @@ export interface BrokerClient extends Client {
   unmountTopic?: (routed: string) => string;
   /** the CONNECT's client id as sent, recorded in preConnect */
   requestedClientId?: string;
+  /** a CONNACK return code preConnect decided on; authenticate sends it */
+  connectRefusal?: number;
   connectInfo?: { clean: boolean; keepalive: number; protocolVersion: number; username?: string };
   _parser: { _queue: unknown[] | null; listeners(event: 'packet'): ((packet: unknown) => void)[] } & NodeJS.EventEmitter;
   _will?: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean } | null;

@@ -8,6 +8,8 @@ declare module 'aedes-persistence-redis' {
     /** how many queued messages one reconnect delivers (default 1000) */
     maxSessionDelivery?: number;
     packetTTL?: (packet: unknown) => number;
+    /** trie depth (patched in, see patches/aedes-persistence-redis+11.2.2.patch) */
+    maxTopicLevels?: number;
   }
 
   interface RedisPersistence {

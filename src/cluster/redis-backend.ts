@@ -3,6 +3,7 @@ import type { Aedes } from 'aedes';
 import createPersistence from 'aedes-persistence-redis';
 import Redis, { RedisOptions } from 'ioredis';
 import MQEmitterRedis from 'mqemitter-redis';
+import { MAX_TOPIC_LEVELS } from '../broker/protocol';
 import { randomBytes } from 'node:crypto';
 import type { BrokerBackend } from '../broker/backend';
 import { ThrottledLog } from '../common/throttled-log';
@@ -185,11 +186,13 @@ export class RedisCluster {
       throw new Error(`Redis unreachable at ${target} (no answer within ${timeoutMs} ms)`);
     }
 
-    const mq = MQEmitterRedis({ pubConn: mqPub, subConn: mqSub, concurrency: 100, matchEmptyLevels: true });
+    const mq = MQEmitterRedis({ pubConn: mqPub, subConn: mqSub, concurrency: 100, matchEmptyLevels: true,
+      // mqemitter's own option, passed through but missing from mqemitter-redis' types
+      ...{ maxWords: MAX_TOPIC_LEVELS + 1 } });
     // errors of its connections are reported by Availability; without a listener they would throw
     (mq as unknown as { state: NodeJS.EventEmitter }).state.on('error', () => undefined);
     (mq as unknown as { _subTopic: (topic: string) => string })._subTopic = redisPatternFor;
-    const persistence = createPersistence({ conn: data });
+    const persistence = createPersistence({ conn: data, maxTopicLevels: MAX_TOPIC_LEVELS + 1 });
 
     const bus = new NodeBus(busPub, busSub, opts.nodeId, CHANNEL_PREFIX);
     await bus.start();

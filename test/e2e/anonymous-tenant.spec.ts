@@ -1,5 +1,5 @@
 import { startTestApp, TestApp } from '../helpers/app';
-import { connect, connectRefused, subackCodes, TestClient } from '../helpers/mqtt';
+import { connect, connectRefused, rawConnack, subackCodes, TestClient } from '../helpers/mqtt';
 
 /** ANONYMOUS_TENANT: credential-less connects land in that tenant, under its ACLs. */
 describe('anonymous tenant', () => {
@@ -38,6 +38,11 @@ describe('anonymous tenant', () => {
     await priv.publish('marker', 'm');
     await priv.next((m) => m.payload === 'm');
     expect(priv.received.map((m) => m.payload)).toEqual(['m']);
+  });
+
+  it('takes a zero-length username without a password as no credential', async () => {
+    expect(await rawConnack(app.mqttPort, { clientId: 'empty-user', clean: true, username: '' })).toBe(0);
+    expect(await rawConnack(app.mqttPort, { clientId: 'empty-user-pw', clean: true, username: '', password: 'x' })).toBe(4);
   });
 
   it('still checks credentials when a username is given', async () => {
