@@ -5,7 +5,6 @@
 
 const crypto = require('node:crypto');
 const { interleaved, medians, services, saturating } = require('./common');
-const fanin = require('./fanin');
 
 const PREFIX = 'fleet/bench/tele'; // device "bench": matched by fleet/${device}/tele/+
 
