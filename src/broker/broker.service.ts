@@ -114,7 +114,8 @@ export class BrokerService implements OnApplicationShutdown {
       published: hooks.published as never,
     });
     this.aedesInstance = aedes;
-    this.limits.install(aedes);
+    // offline queues are bounded per node; with a shared store another node may hold the session
+    this.limits.install(aedes, { boundOfflineQueues: backend === undefined });
     for (const fn of this.startHooks) fn(aedes);
     backend?.attach(aedes);
     aedes.on('client', (c) => this.onClientRegistered(c as BrokerClient));

@@ -8,6 +8,8 @@ export interface TenantLimits {
   maxRetainedMessages: number;
   maxRetainedBytes: number;
   maxInflightPerClient: number;
+  /** QoS 1/2 messages kept for an offline persistent session */
+  maxQueuedMessagesPerClient: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<TenantLimits> = Object.freeze({
@@ -19,6 +21,7 @@ export const DEFAULT_LIMITS: Readonly<TenantLimits> = Object.freeze({
   maxRetainedMessages: 10_000,
   maxRetainedBytes: 64 * 1024 * 1024,
   maxInflightPerClient: 100,
+  maxQueuedMessagesPerClient: 1000,
 });
 
 export const LIMIT_NAMES = Object.keys(DEFAULT_LIMITS) as (keyof TenantLimits)[];

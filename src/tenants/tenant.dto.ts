@@ -13,6 +13,7 @@ export class TenantLimitsDto {
   @ApiPropertyOptional() @IsOptional() @IsInt() @Min(1) @Max(100_000_000) maxRetainedMessages?: number;
   @ApiPropertyOptional() @IsOptional() @IsInt() @Min(1) @Max(2 ** 40) maxRetainedBytes?: number;
   @ApiPropertyOptional() @IsOptional() @IsInt() @Min(1) @Max(65535) maxInflightPerClient?: number;
+  @ApiPropertyOptional() @IsOptional() @IsInt() @Min(1) @Max(10_000_000) maxQueuedMessagesPerClient?: number;
 }
 
 export class CreateTenantDto {

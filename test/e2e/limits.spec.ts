@@ -197,6 +197,35 @@ describe(`tenant limits (${databaseKind()})`, () => {
     expect(await limitHits('retbytes', 'maxRetainedBytes')).toBe(1);
   });
 
+  it('maxQueuedMessagesPerClient: an offline persistent session keeps only that many; other sessions keep theirs', async () => {
+    await tenant('queue', { maxQueuedMessagesPerClient: 3 });
+    const sleeper = await connect(app.mqttPort, { username: 'queue:d1', password: pw, clientId: 'sleeper', clean: false });
+    await sleeper.subscribe('q/#', 1);
+    await sleeper.end();
+    const freeSleeper = await connect(app.mqttPort, { username: 'free:d1', password: pw, clientId: 'sleeper', clean: false });
+    await freeSleeper.subscribe('q/#', 1);
+    await freeSleeper.end();
+
+    const pub = await dev('queue', 'd2');
+    const fpub = await dev('free', 'd2');
+    for (let i = 1; i <= 5; i++) {
+      await pub.publish('q/x', `m${i}`, { qos: 1 });
+      await fpub.publish('q/x', `f${i}`, { qos: 1 });
+    }
+    const back = await connect(app.mqttPort, { username: 'queue:d1', password: pw, clientId: 'sleeper', clean: false });
+    open.push(back);
+    await back.next((m) => m.payload === 'm3');
+    const fback = await connect(app.mqttPort, { username: 'free:d1', password: pw, clientId: 'sleeper', clean: false });
+    open.push(fback);
+    await fback.next((m) => m.payload === 'f5');
+    expect(fback.received.map((m) => m.payload)).toEqual(['f1', 'f2', 'f3', 'f4', 'f5']);
+    // the session is back: live messages flow again, and nothing beyond the limit was kept
+    await pub.publish('q/x', 'live', { qos: 1 });
+    await back.next((m) => m.payload === 'live');
+    expect(back.received.map((m) => m.payload)).toEqual(['m1', 'm2', 'm3', 'live']);
+    expect(await limitHits('queue', 'maxQueuedMessagesPerClient')).toBe(2);
+  });
+
   it('maxInflightPerClient: unacknowledged QoS 1 deliveries wait for PUBACKs', async () => {
     await tenant('window', { maxInflightPerClient: 2 });
     const raw = await RawSubscriber.connect(app.mqttPort, 'window:d1', pw, 'w/#');

@@ -21,6 +21,10 @@ interface RetainedStore {
   storeRetained(packet: RetainedPacket): Promise<void>;
 }
 
+interface OfflineQueueStore {
+  outgoingEnqueueCombi(subs: { clientId: string }[], packet: unknown): Promise<void>;
+}
+
 /**
  * The per-tenant limits of DESIGN.md "Limits", enforced in the data plane. Everything here is
  * memory only; a message costs a few integer operations and, while within its budgets, no
@@ -49,7 +53,8 @@ export class BrokerLimits {
   ) {}
 
   /** Hooks what aedes does not route through its hooks: retained stores and acknowledgements. */
-  install(aedes: Aedes): void {
+  install(aedes: Aedes, opts: { boundOfflineQueues: boolean } = { boundOfflineQueues: true }): void {
+    if (opts.boundOfflineQueues) this.boundOfflineQueues(aedes);
     const persistence = (aedes as unknown as { persistence: RetainedStore }).persistence;
     const store = persistence.storeRetained.bind(persistence);
     persistence.storeRetained = (packet: RetainedPacket): Promise<void> => {
@@ -71,6 +76,47 @@ export class BrokerLimits {
     });
   }
 
+  /**
+   * maxQueuedMessagesPerClient: aedes queues every QoS 1/2 message for every persistent
+   * subscription; for a session that is offline (not connected to this node) the queue only
+   * grows, so past the limit further messages are not queued for it (dropped and counted).
+   * Connected sessions are not counted: their messages are acknowledged as they go, under
+   * maxInflightPerClient. Single node only: with Redis another node may hold the session.
+   */
+  private boundOfflineQueues(aedes: Aedes): void {
+    const persistence = (aedes as unknown as { persistence: OfflineQueueStore }).persistence;
+    const clients = (aedes as unknown as { clients: Record<string, unknown> }).clients;
+    const enqueue = persistence.outgoingEnqueueCombi.bind(persistence);
+    persistence.outgoingEnqueueCombi = (subs, packet) => {
+      // allocation only once a queue is full: until then the same array is passed on
+      let kept: { clientId: string }[] | null = null;
+      for (let i = 0; i < subs.length; i++) {
+        const admitted = clients[subs[i].clientId] !== undefined || this.admitQueued(subs[i].clientId);
+        if (!admitted && kept === null) kept = subs.slice(0, i);
+        else if (admitted && kept !== null) kept.push(subs[i]);
+      }
+      const list = kept ?? subs;
+      return list.length > 0 ? enqueue(list, packet) : Promise.resolve();
+    };
+  }
+
+  /** Counts one more message queued for an offline session; false (counted as a drop) past the limit. */
+  private admitQueued(clientId: string): boolean {
+    const tenant = this.identity.cachedTenant(clientId.slice(0, clientId.indexOf(':')));
+    if (tenant === undefined) return true;
+    const queued = tenant.limitState.queued;
+    const n = queued.get(clientId) ?? 0;
+    if (n < tenant.limits.maxQueuedMessagesPerClient) {
+      queued.set(clientId, n + 1);
+      return true;
+    }
+    tenant.counters.limitHits.maxQueuedMessagesPerClient++;
+    const counters = tenant.counters;
+    counters.messagesDropped++;
+    counters.messagesDroppedBy['offline-queue-full'] = (counters.messagesDroppedBy['offline-queue-full'] ?? 0) + 1;
+    return false;
+  }
+
   /** Whether the tenant may take one more connection; counts the refusal when not. */
   hasRoom(tenant: TenantRuntime): boolean {
     if (tenant.limitState.connections < tenant.limits.maxConnections) return true;
@@ -81,6 +127,8 @@ export class BrokerLimits {
   /** An authenticated connection: counted until its socket closes, its deliveries windowed. */
   attach(client: BrokerClient, session: TenantSession): void {
     const tenantState = session.tenant.limitState;
+    // the session's queue is delivered now: it counts afresh from its next disconnection
+    tenantState.queued.delete(client.id);
     tenantState.connections++;
     const packetLimit = session.tenant.limits.maxPayloadBytes + PUBLISH_OVERHEAD;
     if (packetLimit < this.maxPacketSize) setMaxPacketSize(client as unknown as HardenableClient, packetLimit);

@@ -11,6 +11,7 @@ export class LimitHits implements Record<keyof TenantLimits, number> {
   maxRetainedMessages = 0;
   maxRetainedBytes = 0;
   maxInflightPerClient = 0;
+  maxQueuedMessagesPerClient = 0;
 }
 
 /** What the limits keep per tenant (on its TenantRuntime). */
@@ -22,6 +23,8 @@ export class TenantLimitState {
   /** retained messages this node stored for the tenant: routed topic -> payload bytes */
   readonly retained = new Map<string, number>();
   retainedBytes = 0;
+  /** QoS 1/2 messages queued for each offline persistent session since it last connected (broker client id -> count) */
+  readonly queued = new Map<string, number>();
 }
 
 /** aedes' delivery function for one client (`client.deliverQoS`). */
