@@ -1,8 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Client } from 'pg';
+import { createPgDatabase as createFreshDatabase } from './pg';
 
 /** The built service (test/run.sh builds before jest runs). */
 export const MAIN_JS = resolve(__dirname, '../../dist/src/main.js');
@@ -139,24 +138,7 @@ export class AppProcess {
   }
 }
 
-/** A fresh database on the PostgreSQL server of TEST_PG_URL, dropped by `drop`. */
-export async function createPgDatabase(adminUrl: string): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = 'cluster_' + randomBytes(6).toString('hex');
-  const admin = new Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = '/' + name;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const c = new Client({ connectionString: adminUrl });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
-}
+/** A fresh database for the cluster's nodes to share. */
+export const createPgDatabase = (adminUrl: string) => createFreshDatabase(adminUrl, 'cluster');
 
 export const dataDirFor = (root: string, name: string): string => join(root, name);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from 'pg';
+import { createPgDatabase } from './pg';
 import { startApp, RunningApp } from '../../src/app.factory';
 import { AppConfig, loadConfig } from '../../src/config/config';
 import { responseMismatch } from './openapi';
@@ -34,31 +34,11 @@ export interface ApiResponse<T> {
 export const databaseKind = (): 'postgres' | 'pglite' =>
   process.env.TEST_DATABASE === 'postgres' && process.env.TEST_PG_URL ? 'postgres' : 'pglite';
 
-async function createPgDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
-  const adminUrl = process.env.TEST_PG_URL as string;
-  const name = 'test_' + randomBytes(6).toString('hex');
-  const admin = new Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = '/' + name;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const c = new Client({ connectionString: adminUrl });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
-}
-
 /** Starts the real service on ephemeral ports, with its own data directory and database. */
 export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mqtt-test-'));
   const adminToken = randomBytes(16).toString('hex');
-  const pg = databaseKind() === 'postgres' ? await createPgDatabase() : undefined;
+  const pg = databaseKind() === 'postgres' ? await createPgDatabase(process.env.TEST_PG_URL as string) : undefined;
   const config = loadConfig({
     HOST: '127.0.0.1',
     HTTP_PORT: '0',
