@@ -3,6 +3,7 @@
 // Summarises a .cpuprofile (from `npm run bench -- --profile=fanin` or `node --cpu-prof`):
 // self and inclusive time per function, and self time per file / package.
 //   node bench/prof-top.js <file.cpuprofile> [--top=30] [--filter=substring]
+//   node bench/prof-top.js <a.cpuprofile> --compare=<b.cpuprofile>   self-time shares side by side
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -37,14 +38,44 @@ function where(cf) {
   return { file, pkg };
 }
 
+/** self time per function key, as a share of the profile's busy (non-idle) time */
+function shares(file) {
+  const { p, byId, dt } = load(file);
+  const self = new Map();
+  let busy = 0;
+  for (const [id, t] of dt) {
+    const cf = byId.get(id).callFrame;
+    if (cf.functionName === '(idle)') continue;
+    const k = `${cf.functionName || '(anonymous)'}  ${where(cf).file}:${cf.lineNumber + 1}`;
+    self.set(k, (self.get(k) || 0) + t);
+    busy += t;
+  }
+  void p;
+  for (const [k, t] of self) self.set(k, t / busy);
+  return self;
+}
+
+function compare(a, b, top) {
+  const sa = shares(a);
+  const sb = shares(b);
+  const keys = new Set([...sa.keys(), ...sb.keys()]);
+  const rows = [...keys].map((k) => ({ k, a: sa.get(k) || 0, b: sb.get(k) || 0 })).sort((x, y) => Math.abs(y.b - y.a) - Math.abs(x.b - x.a));
+  process.stdout.write(`share of busy time: A=${a}\n                    B=${b}\n     A       B    B-A\n`);
+  for (const r of rows.slice(0, top)) {
+    process.stdout.write(`${(100 * r.a).toFixed(1).padStart(5)}%  ${(100 * r.b).toFixed(1).padStart(5)}%  ${(100 * (r.b - r.a)).toFixed(1).padStart(5)}  ${r.k}\n`);
+  }
+}
+
 function main() {
   const args = process.argv.slice(2);
+  const cmpWith = (args.find((a) => a.startsWith('--compare=')) || '').slice(10);
   const file = args.find((a) => !a.startsWith('--'));
   if (!file) {
     process.stderr.write('usage: node bench/prof-top.js <file.cpuprofile> [--top=30] [--filter=text]\n');
     process.exit(2);
   }
   const top = Number((args.find((a) => a.startsWith('--top=')) || '--top=30').slice(6));
+  if (cmpWith) return compare(file, cmpWith, top);
   const filter = (args.find((a) => a.startsWith('--filter=')) || '').slice(9);
   const { p, byId, dt } = load(file);
   const parent = new Map();

@@ -27,6 +27,7 @@ const USAGE = `usage: npm run bench [-- options]
   --out=FILE              results file (default bench/results/<date>-<host>.json in full mode)
   --profile=a,b           CPU-profile the service (and bare aedes) during these scenarios
   --server-cpus=L --gen-cpus=L   taskset cpu lists (default: 0 and the rest)
+  --storm-server-cpus=L   cpus of the servers during the connect storm (default: all, so bcrypt can spread)
   --duration-ms=N --warmup-ms=N   measured window and warm-up of the throughput scenarios
   --storm-devices=N --idle-connections=N --sessions=N --acl-rules=N --acl-tenants=N
   --service-dir=DIR       run the service built in another checkout (default: this repo), e.g. to compare commits
@@ -62,6 +63,15 @@ function machineInfo() {
     openFilesLimit: tryExec('/bin/sh', ['-c', 'ulimit -n']),
     loadAverageAtStart: os.loadavg(),
     commit: tryExec('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']),
+    // bare aedes runs the node_modules copy, with the same patch-package patches the service gets
+    patches: (() => {
+      try {
+        return fs.readdirSync(path.join(REPO, 'patches')).filter((f) => f.endsWith('.patch')).map((f) =>
+          `${f} ${crypto.createHash('sha1').update(fs.readFileSync(path.join(REPO, 'patches', f))).digest('hex').slice(0, 10)}`);
+      } catch {
+        return [];
+      }
+    })(),
   };
 }
 
@@ -244,8 +254,9 @@ async function main() {
       while (workers.length <= i) workers.push(new Worker({ cpus: genCpus, label: `gen${workers.length}` }));
       return workers[i];
     },
-    /** a throwaway worker pinned to the server cpus (bcrypt ceiling) */
-    serverCpuWorker: () => new Worker({ cpus: serverCpus, label: 'server-cpu-probe' }),
+    /** a throwaway worker pinned like a server (bcrypt ceiling) */
+    serverCpuWorker: (cpus = serverCpus) => new Worker({ cpus, label: 'server-cpu-probe' }),
+    stormServerCpus: o['storm-server-cpus'] ?? `0-${cpuCount - 1}`,
     /** connection options for the generator: host, port, credentials of the bench device */
     target: (s) => ({ host: '127.0.0.1', port: s.mqttPort, auth: s.fixture ? s.fixture.auth : null, serverPid: s.pid }),
     async restart(s) {
@@ -253,12 +264,12 @@ async function main() {
     },
     async profile(s, scenario, tag, fn) {
       if (!profileSet.has(scenario) || s.kind === 'mosquitto') return fn();
-      fs.writeFileSync(profCtl, `start ${s.name}-${tag}-${rid}\n`);
+      fs.writeFileSync(profCtl, `start ${s.pid} ${s.name}-${tag}-${rid}\n`);
       await sleep(400);
       try {
         return await fn();
       } finally {
-        fs.writeFileSync(profCtl, 'stop\n');
+        fs.writeFileSync(profCtl, `stop ${s.pid}\n`);
         await sleep(600);
         log(`profile written: ${path.join(profDir, `${s.name}-${tag}-${rid}.cpuprofile`)}`);
       }
@@ -322,7 +333,7 @@ async function main() {
     mode: p.quick ? 'quick' : 'full',
     args: process.argv.slice(2),
     machine,
-    pinning: { serverCpus, genCpus, taskset: Boolean(taskset()) },
+    pinning: { serverCpus, genCpus, stormServerCpus: ctx.stormServerCpus, taskset: Boolean(taskset()) },
     columns: servers.map((s) => ({ name: s.name, label: s.label })),
     scenarios: selected.map((s) => s.name),
     seconds: (Date.now() - t0) / 1000,

@@ -425,8 +425,13 @@ async function rateStart(a) {
   const rate = a.rate;
   const t0 = performance.now();
   st.recordFrom = t0 + (a.warmupMs ?? 0);
+  st.throttled = 0;
   let rr = 0;
   const maxBurst = Math.max(1, Math.ceil(rate / 20)); // never more than 50 ms worth at once
+  // A broker that falls behind stops reading (TCP backpressure): messages would then wait in
+  // our socket buffers and their latency would measure our queue. Over this many unsent bytes
+  // a publisher skips its turn (counted as throttled) instead.
+  const maxUnsent = a.maxUnsentBytes ?? 256 * 1024;
   st.ticker = setInterval(() => {
     const now = performance.now();
     let due = Math.floor(((now - t0) * rate) / 1000) - st.sent - st.skipped;
@@ -444,6 +449,10 @@ async function rateStart(a) {
       if (p.due === 0) continue;
       const k = p.due;
       p.due = 0;
+      if (p.sock.writableLength > maxUnsent) {
+        st.throttled += k;
+        continue;
+      }
       const len = p.tpl.len;
       const out = Buffer.allocUnsafe(k * len);
       for (let j = 0; j < k; j++) {
@@ -459,7 +468,7 @@ async function rateStart(a) {
     }
     st.sent += due;
     st.intervalSent += due;
-  }, 1);
+  }, a.tickMs ?? 1);
   rateSessions.set(name, st);
   return { connected: conns.length };
 }
@@ -483,8 +492,9 @@ function rateInterval(a) {
   const now = epochNow();
   const r = {
     at: now, seconds: (now - st.intervalStart) / 1000, latency: st.interval.summary(),
-    sent: st.intervalSent, received: st.intervalRecv, errors: st.errors,
+    sent: st.intervalSent, received: st.intervalRecv, errors: st.errors, throttled: st.throttled - (st.throttledReported ?? 0),
   };
+  st.throttledReported = st.throttled;
   st.interval = new Hist();
   st.intervalSent = 0;
   st.intervalRecv = 0;
@@ -501,7 +511,7 @@ async function rateStop(a) {
   st.stopping = true;
   destroyAll(st.conns);
   rateSessions.delete(name);
-  return { latency: st.hist.summary(), sent: st.sent, received: st.recv, skipped: st.skipped, errors: st.errors };
+  return { latency: st.hist.summary(), sent: st.sent, received: st.recv, skipped: st.skipped, throttled: st.throttled, errors: st.errors };
 }
 
 // ---------------------------------------------------------------------------------------

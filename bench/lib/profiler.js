@@ -2,8 +2,11 @@
 // Preloaded (`node -r bench/lib/profiler.js ...`) into a server process when the bench runs
 // with --profile: CPU-profiles exactly the measured windows, without touching the service's
 // code and without signals (Nest's shutdown hooks own SIGUSR2). The bench writes
-// "start <tag>" or "stop" into BENCH_PROF_CTL; profiles go to BENCH_PROF_DIR as
-// <tag>.cpuprofile (Chrome DevTools / speedscope format).
+// "start <pid> <tag>" or "stop <pid>" into BENCH_PROF_CTL (every profiled process reads the
+// same file; each obeys only lines with its own pid); profiles go to BENCH_PROF_DIR as
+// <tag>.cpuprofile (Chrome DevTools / speedscope format). "heap <pid> <file>" writes a heap
+// snapshot and "mem <pid> <file>" a JSON of process.memoryUsage(), both after a full GC when
+// the process runs with --expose-gc (bench/conn-memory.js).
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -29,13 +32,23 @@ if (ctl && dir) {
     }
     if (cmd === last) return;
     last = cmd;
+    const [verb, pid, tag] = cmd.split(' ');
+    if (Number(pid) !== process.pid) return;
     try {
-      if (cmd.startsWith('start ') && current === null) {
-        current = cmd.slice(6).replace(/[^A-Za-z0-9._-]/g, '_');
+      if (verb === 'start' && current === null && tag) {
+        current = tag.replace(/[^A-Za-z0-9._-]/g, '_');
         await post('Profiler.enable');
         await post('Profiler.setSamplingInterval', { interval: 250 });
         await post('Profiler.start');
-      } else if (cmd.startsWith('stop') && current !== null) {
+      } else if (verb === 'heap' || verb === 'mem') {
+        if (typeof global.gc === 'function') {
+          global.gc();
+          global.gc();
+        }
+        if (verb === 'heap') require('node:v8').writeHeapSnapshot(`${tag}.tmp`);
+        else fs.writeFileSync(`${tag}.tmp`, JSON.stringify(process.memoryUsage()));
+        fs.renameSync(`${tag}.tmp`, tag);
+      } else if (verb === 'stop' && current !== null) {
         const { profile } = await post('Profiler.stop');
         fs.mkdirSync(dir, { recursive: true });
         fs.writeFileSync(path.join(dir, `${current}.cpuprofile`), JSON.stringify(profile));

@@ -25,7 +25,7 @@ function evaluate(fig) {
   const base = fig.values.aedes;
   fig.ratios = {};
   for (const [col, v] of Object.entries(fig.values)) {
-    if (col === 'aedes' || v === null || v === undefined) continue;
+    if (col === 'aedes' || v === null || v === undefined || fig.noRatio) continue;
     if (typeof base === 'number' && base !== 0 && typeof v === 'number') fig.ratios[col] = v / base;
   }
   fig.verdicts = {};

@@ -20,6 +20,9 @@ async function soakOne(ctx, s) {
   await ctx.gen(0).call('rateStart', {
     ...ctx.target(s), name: 'soak', mode: 'wildcard', n: 50, qos: 1, rate, payload: 64,
     topicPrefix: `soak/${tag}`, clientPrefix: `soak-${tag}`, warmupMs: 0,
+    // 10 ms ticks: a few messages per write, like the fan-in that measured the saturation
+    // (one write per message would cost the broker a read per message and saturate it early)
+    tickMs: 10,
   });
   await ctx.gen(1).call('churnStart', {
     ...ctx.target(s), rate: ctx.p.quick ? 10 : 20, lifeMs: 3000, topicPrefix: `churn/${tag}`, clientPrefix: `churn-${tag}`,
@@ -36,7 +39,7 @@ async function soakOne(ctx, s) {
       const heap = m && m.has('nodejs_heap_size_used_bytes') ? m.get('nodejs_heap_size_used_bytes') : null;
       samples.push({
         t: (performance.now() - t0) / 1000, rss: st ? st.rss : null, heap, p99: iv.latency.p99 ?? null,
-        rate: iv.received / iv.seconds, errors: iv.errors,
+        rate: iv.received / iv.seconds, errors: iv.errors, throttled: iv.throttled,
       });
     }
   } finally {
@@ -54,8 +57,10 @@ async function soakOne(ctx, s) {
   const rssStart = steady.length ? steady[0].rss : samples[0]?.rss;
   const rssSlope = perMin('rss');
   const windowMin = (seconds * 0.8) / 60;
+  const delivered = totals && typeof totals.received === 'number' ? totals.received / seconds : null;
   return {
-    rate, seconds, samples, churn, totals, rssStart, rssEnd: samples.at(-1)?.rss,
+    rate, delivered, throttledShare: totals && totals.sent ? totals.throttled / totals.sent : null,
+    seconds, samples, churn, totals, rssStart, rssEnd: samples.at(-1)?.rss,
     rssSlopePerMin: rssSlope, heapSlopePerMin: perMin('heap'), p99First, p99Last,
     noUpwardRss: rssSlope !== null && rssSlope * windowMin < 0.1 * rssStart,
   };
@@ -83,7 +88,12 @@ module.exports = {
     ctx.raw('soak', 'results', res);
     const pick = (f) => Object.fromEntries(Object.entries(res).map(([k, v]) => [k, v ? f(v) : null]));
     const sc = `8 soak ${ctx.p.soakSeconds}s`;
-    ctx.figure({ id: 'soak.rate', scenario: sc, label: 'QoS 1 rate (half of saturation)', unit: 'msg/s', better: null, values: pick((v) => v.rate) });
+    ctx.figure({ id: 'soak.rate', scenario: sc, label: 'QoS 1 offered (half of fan-in saturation)', unit: 'msg/s', better: null, values: pick((v) => v.rate) });
+    ctx.figure({ id: 'soak.delivered', scenario: sc, label: '  delivered', unit: 'msg/s', better: 'higher', values: pick((v) => v.delivered) });
+    ctx.figure({
+      id: 'soak.throttled', scenario: sc, label: '  not sent: broker stopped reading', unit: '%', better: 'lower', noRatio: true,
+      values: pick((v) => (v.throttledShare === null ? null : 100 * v.throttledShare)),
+    });
     ctx.figure({
       id: 'soak.rss.slope', scenario: sc, label: 'RSS slope after warm-up', unit: 'B', better: 'lower', values: pick((v) => v.rssSlopePerMin),
       target: { type: 'check', text: 'per min; growth < 10% of RSS', pass: pick((v) => v.noUpwardRss) },

@@ -82,23 +82,30 @@ module.exports = {
   async run(ctx) {
     let ceiling = null;
     if (ctx.servers.some((s) => s.kind === 'service')) {
-      const w = ctx.serverCpuWorker();
+      const w = ctx.serverCpuWorker(ctx.stormServerCpus);
       try {
         ceiling = await w.call('bcryptRate', { cost: Number(process.env.BCRYPT_COST || 10), concurrency: 4, ms: ctx.p.quick ? 1500 : 5000 });
+        ceiling.cpus = ctx.stormServerCpus;
       } finally {
         await w.stop();
       }
-      ctx.log(`bcrypt ceiling on the server cpus (${ctx.serverCpus}): ${ceiling.comparesPerSec.toFixed(1)} compares/s`);
+      ctx.log(`bcrypt ceiling on cpus ${ctx.stormServerCpus}: ${ceiling.comparesPerSec.toFixed(1)} compares/s`);
       ctx.raw('storm', 'bcryptCeiling', ceiling);
     }
     const res = {};
     for (const s of ctx.servers) {
+      // "bcrypt spread over all cores": during the storm the servers may use every cpu
+      // (--storm-server-cpus), the generators stay where they are
+      const pinned = s.cpus;
+      s.cpus = ctx.stormServerCpus;
       try {
         res[s.name] = await stormOne(ctx, s);
       } catch (err) {
         ctx.note(`storm ${s.name}: ${err.message.split('\n')[0]}`);
         res[s.name] = null;
-        await ctx.restart(s).catch(() => {});
+      } finally {
+        s.cpus = pinned;
+        await ctx.restart(s).catch((e) => ctx.note(`storm ${s.name}: restart failed: ${e.message}`));
       }
     }
     ctx.raw('storm', 'results', res);
@@ -111,8 +118,8 @@ module.exports = {
     for (const [k, v] of Object.entries(res)) {
       if (!v || !ctx.servers.find((s) => s.name === k && s.kind === 'service')) continue;
       if (c) r1Pass[k] = v.round1.connectsPerSec >= 0.8 * c && v.round1.failed === 0;
-      const quiet = v.quiet.p99;
-      probePass[k] = [v.round1, v.round2].every((r) => r.probe.n > 0 && r.probe.p99 <= 2 * Math.max(quiet, 1));
+      // the issue's condition is about round 1 (bcrypt off the event loop); round 2 is shown
+      probePass[k] = v.round1.probe.n > 0 && v.round1.probe.p99 <= 2 * Math.max(v.quiet.p99, 1);
     }
     ctx.figure({
       id: 'storm.r1.rate', scenario: sc, label: `round 1 (cold) connects, ${n} devices`, unit: '/s', better: 'higher',
@@ -121,13 +128,13 @@ module.exports = {
     });
     ctx.figure({ id: 'storm.r1.connack.p99', scenario: sc, label: '  round 1 CONNACK p99', unit: 'ms', better: 'lower', values: pick((v) => v.round1.connack.p99) });
     ctx.figure({
-      id: 'storm.r1.lag.p99', scenario: sc, label: '  round 1 server event-loop lag p99', unit: 'ms', better: 'lower',
+      id: 'storm.r1.lag.p99', scenario: sc, label: '  round 1 server event-loop lag p99', unit: 'ms', better: 'lower', noRatio: true,
       values: pick((v) => v.round1.lagMs), target: { type: 'abs', op: '<', value: 20, text: '< 20 ms' },
     });
     ctx.figure({ id: 'storm.quiet.probe.p99', scenario: sc, label: 'connected clients p99, quiet', unit: 'ms', better: 'lower', values: pick((v) => v.quiet.p99) });
     ctx.figure({
       id: 'storm.r1.probe.p99', scenario: sc, label: '  during round 1', unit: 'ms', better: 'lower',
-      values: pick((v) => v.round1.probe.p99), target: { type: 'check', text: '<= 2x quiet (both rounds)', pass: probePass },
+      values: pick((v) => v.round1.probe.p99), target: { type: 'check', text: '<= 2x quiet', pass: probePass },
     });
     ctx.figure({ id: 'storm.r2.probe.p99', scenario: sc, label: '  during round 2', unit: 'ms', better: 'lower', values: pick((v) => v.round2.probe.p99) });
     ctx.figure({
@@ -135,7 +142,7 @@ module.exports = {
       values: pick((v) => v.round2.connectsPerSec), target: { type: 'ratio', op: '>=', value: 0.8 },
     });
     ctx.figure({ id: 'storm.r2.connack.p99', scenario: sc, label: '  round 2 CONNACK p99', unit: 'ms', better: 'lower', values: pick((v) => v.round2.connack.p99) });
-    ctx.figure({ id: 'storm.r2.lag.p99', scenario: sc, label: '  round 2 server event-loop lag p99', unit: 'ms', better: 'lower', values: pick((v) => v.round2.lagMs) });
+    ctx.figure({ id: 'storm.r2.lag.p99', scenario: sc, label: '  round 2 server event-loop lag p99', unit: 'ms', better: 'lower', noRatio: true, values: pick((v) => v.round2.lagMs) });
     ctx.figure({
       id: 'storm.failed', scenario: sc, label: 'failed connects (both rounds)', unit: 'count', better: 'lower',
       values: pick((v) => v.round1.failed + v.round2.failed), target: { type: 'abs', op: '==', value: 0, text: '0' },

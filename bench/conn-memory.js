@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+'use strict';
+// Where does an idle connection's memory go? Starts bare aedes or our service the way the
+// bench does (pinned, --expose-gc, bench/lib/profiler.js preloaded), holds N idle clients from
+// generator processes, and splits the growth per connection into resident memory, V8 heap
+// (by constructor, from two heap snapshots taken after a full GC), external memory and the
+// rest (native: sockets, libuv, malloc).
+//   node bench/conn-memory.js [--server=aedes|service] [--n=5000] [--top=25] [--service-dir=DIR]
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { Worker } = require('./lib/proc');
+const { AedesServer, ServiceServer, ensureBuild, REPO } = require('./lib/servers');
+
+const arg = (k, d) => {
+  const a = process.argv.find((x) => x.startsWith(`--${k}=`));
+  return a ? a.slice(k.length + 3) : d;
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** self size per constructor name from a heap snapshot file */
+function aggregate(file) {
+  const snap = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const f = snap.snapshot.meta.node_fields;
+  const types = snap.snapshot.meta.node_types[0];
+  const iType = f.indexOf('type');
+  const iName = f.indexOf('name');
+  const iSize = f.indexOf('self_size');
+  const n = f.length;
+  const nodes = snap.nodes;
+  const out = new Map();
+  for (let i = 0; i < nodes.length; i += n) {
+    const type = types[nodes[i + iType]];
+    let name = snap.strings[nodes[i + iName]];
+    if (type === 'string' || type === 'concatenated string' || type === 'sliced string') name = '(strings)';
+    else if (type === 'number') name = '(heap numbers)';
+    else if (type === 'code') name = '(compiled code)';
+    else if (type === 'array') name = `(array) ${name}`;
+    else if (type === 'hidden' || type === 'object shape') name = `(${type}) ${name}`;
+    else if (type === 'closure') name = `closure ${name || '(anonymous)'}`;
+    else if (type === 'native') name = `(native) ${name}`;
+    name = name.slice(0, 70);
+    const e = out.get(name) || { size: 0, count: 0 };
+    e.size += nodes[i + iSize];
+    e.count++;
+    out.set(name, e);
+  }
+  return out;
+}
+
+async function main() {
+  const kind = arg('server', 'aedes');
+  const n = Number(arg('n', 5000));
+  const top = Number(arg('top', 25));
+  const cpus = os.cpus().length;
+  const serverCpus = arg('server-cpus', '0');
+  const genCpus = arg('gen-cpus', cpus > 1 ? `1-${cpus - 1}` : '0');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'conn-memory-'));
+  const ctl = path.join(tmp, 'ctl');
+  fs.writeFileSync(ctl, 'idle\n');
+  let server;
+  if (kind === 'aedes') server = new AedesServer({ cpus: serverCpus, tmp });
+  else if (kind === 'service') {
+    const dir = arg('service-dir') ? path.resolve(arg('service-dir')) : REPO;
+    const b = ensureBuild((m) => process.stderr.write(`${m}\n`), dir);
+    if (!b.ok) throw new Error(b.reason);
+    server = new ServiceServer({ db: 'pglite', cpus: serverCpus, tmp, dir });
+  } else throw new Error('--server=aedes|service');
+  server.nodeArgs = ['--expose-gc', '-r', path.join(__dirname, 'lib', 'profiler.js')];
+  server.extraEnv = { BENCH_PROF_CTL: ctl, BENCH_PROF_DIR: tmp };
+  const gens = [new Worker({ cpus: genCpus, label: 'gen0' }), new Worker({ cpus: genCpus, label: 'gen1' })];
+  let seq = 0;
+  /** asks the server process for a snapshot or a memoryUsage dump and waits for the file */
+  async function ask(verb) {
+    const file = path.join(tmp, `${verb}-${++seq}.${verb === 'heap' ? 'heapsnapshot' : 'json'}`);
+    fs.writeFileSync(ctl, `${verb} ${server.pid} ${file}\n`);
+    const until = Date.now() + 180000;
+    while (!fs.existsSync(file)) {
+      if (Date.now() > until) throw new Error(`no ${verb} from the server`);
+      await sleep(200);
+    }
+    return file;
+  }
+  async function measure() {
+    const mem = JSON.parse(fs.readFileSync(await ask('mem'), 'utf8'));
+    await sleep(500);
+    return { ...mem, rss: server.status().rss };
+  }
+  try {
+    await server.start();
+    let creds = {};
+    if (kind === 'service') {
+      const slug = `mem-${crypto.randomBytes(3).toString('hex')}`;
+      const password = crypto.randomBytes(12).toString('base64url');
+      const limits = { maxConnections: 100000, maxMessagesPerSecond: 10000000, maxClientMessagesPerSecond: 10000000 };
+      await server.rest.must('POST', '/api/v1/tenants', { slug, limits });
+      await server.rest.must('POST', `/api/v1/tenants/${slug}/devices`, { name: 'bench', password });
+      await server.rest.must('POST', `/api/v1/tenants/${slug}/acls`, { device: null, action: 'all', topic: '#', permission: 'allow', priority: 0 });
+      creds = { userPattern: `${slug}:bench`, passPattern: password };
+    }
+    const common = { host: '127.0.0.1', port: server.mqttPort, keepalive: 60, concurrency: 100, ...creds };
+    // warm the code paths (and the credential cache) so that they are not counted per connection
+    await gens[0].call('holdOpen', { ...common, group: 'warm', n: 300, clientPattern: 'warm-{i}' });
+    await gens[0].call('holdClose', { group: 'warm' });
+    await sleep(1500);
+    const before = await measure();
+    const snap0 = await ask('heap');
+    const half = Math.ceil(n / 2);
+    const parts = await Promise.all([
+      gens[0].call('holdOpen', { ...common, group: 'idle', n: half, first: 0, clientPattern: 'idle-{i}' }, 900000),
+      gens[1].call('holdOpen', { ...common, group: 'idle', n: n - half, first: half, clientPattern: 'idle-{i}' }, 900000),
+    ]);
+    const ok = parts[0].ok + parts[1].ok;
+    await sleep(2000);
+    const after = await measure();
+    const snap1 = await ask('heap');
+    const per = (k) => (after[k] - before[k]) / ok;
+    const kb = (x) => `${(x / 1024).toFixed(2)} KiB`;
+    const out = [];
+    out.push(`${server.label}, ${ok} idle connections (node ${process.version}), per connection:`);
+    out.push(`  RSS            ${kb(per('rss'))}`);
+    out.push(`  V8 heap used   ${kb(per('heapUsed'))}`);
+    out.push(`  external       ${kb(per('external'))} (ArrayBuffers ${kb(per('arrayBuffers'))})`);
+    out.push(`  rest           ${kb(per('rss') - per('heapUsed') - per('external'))}  (native: sockets, libuv, malloc; heap pages not returned)`);
+    const a0 = aggregate(snap0);
+    const a1 = aggregate(snap1);
+    const rows = [];
+    for (const [name, e] of a1) {
+      const b = a0.get(name) || { size: 0, count: 0 };
+      const d = e.size - b.size;
+      if (d > 0) rows.push({ name, bytes: d / ok, count: (e.count - b.count) / ok });
+    }
+    rows.sort((x, y) => y.bytes - x.bytes);
+    const total = rows.reduce((s, x) => s + x.bytes, 0);
+    out.push('', `  V8 heap growth by constructor (snapshot self sizes; total ${kb(total)}):`);
+    for (const x of rows.slice(0, top)) out.push(`  ${x.bytes.toFixed(0).padStart(7)} B  ${x.count.toFixed(2).padStart(6)}/conn  ${x.name}`);
+    process.stdout.write(out.join('\n') + '\n');
+    await gens[0].call('holdClose', { group: 'idle', graceful: false });
+    await gens[1].call('holdClose', { group: 'idle', graceful: false });
+  } finally {
+    for (const g of gens) await g.stop();
+    await server.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().then(() => process.exit(0), (err) => {
+  console.error(err);
+  process.exit(1);
+});
