@@ -6,6 +6,8 @@
 // (by constructor, from two heap snapshots taken after a full GC), external memory and the
 // rest (native: sockets, libuv, malloc).
 //   node bench/conn-memory.js [--server=aedes|service] [--n=5000] [--top=25] [--service-dir=DIR]
+//                             [--acl-rules=N]  (service: the tenant gets N rules of the acl scenario's mix)
+//                             [--no-heap]      (resident memory only, no heap snapshots)
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -98,6 +100,9 @@ async function main() {
       await server.rest.must('POST', '/api/v1/tenants', { slug, limits });
       await server.rest.must('POST', `/api/v1/tenants/${slug}/devices`, { name: 'bench', password });
       await server.rest.must('POST', `/api/v1/tenants/${slug}/acls`, { device: null, action: 'all', topic: '#', permission: 'allow', priority: 0 });
+      const extra = Number(arg('acl-rules', 0));
+      const { rule } = require('./scenarios/acl');
+      for (let i = 1; i < extra; i++) await server.rest.must('POST', `/api/v1/tenants/${slug}/acls`, rule(i));
       creds = { userPattern: `${slug}:bench`, passPattern: password };
     }
     const common = { host: '127.0.0.1', port: server.mqttPort, keepalive: 60, concurrency: 100, ...creds };
@@ -105,40 +110,54 @@ async function main() {
     await gens[0].call('holdOpen', { ...common, group: 'warm', n: 300, clientPattern: 'warm-{i}' });
     await gens[0].call('holdClose', { group: 'warm' });
     await sleep(1500);
-    const before = await measure();
-    const snap0 = await ask('heap');
     const half = Math.ceil(n / 2);
-    const parts = await Promise.all([
-      gens[0].call('holdOpen', { ...common, group: 'idle', n: half, first: 0, clientPattern: 'idle-{i}' }, 900000),
-      gens[1].call('holdOpen', { ...common, group: 'idle', n: n - half, first: half, clientPattern: 'idle-{i}' }, 900000),
-    ]);
-    const ok = parts[0].ok + parts[1].ok;
-    await sleep(2000);
+    const open = async (tag) => {
+      const parts = await Promise.all([
+        gens[0].call('holdOpen', { ...common, group: 'idle', n: half, first: 0, clientPattern: `${tag}-{i}` }, 900000),
+        gens[1].call('holdOpen', { ...common, group: 'idle', n: n - half, first: half, clientPattern: `${tag}-{i}` }, 900000),
+      ]);
+      await sleep(2000);
+      return parts[0].ok + parts[1].ok;
+    };
+    const close = async () => {
+      await gens[0].call('holdClose', { group: 'idle', graceful: false });
+      await gens[1].call('holdClose', { group: 'idle', graceful: false });
+      await sleep(2000);
+    };
+    // phase 1, resident memory (no snapshot: writing one grows the malloc heap by itself)
+    const before = await measure();
+    const ok = await open('rss');
     const after = await measure();
-    const snap1 = await ask('heap');
+    await close();
     const per = (k) => (after[k] - before[k]) / ok;
     const kb = (x) => `${(x / 1024).toFixed(2)} KiB`;
     const out = [];
-    out.push(`${server.label}, ${ok} idle connections (node ${process.version}), per connection:`);
+    out.push(`${server.label}${arg('acl-rules') ? `, tenant with ${arg('acl-rules')} ACL rules` : ''}, ${ok} idle connections (node ${process.version}), per connection:`);
     out.push(`  RSS            ${kb(per('rss'))}`);
     out.push(`  V8 heap used   ${kb(per('heapUsed'))}`);
     out.push(`  external       ${kb(per('external'))} (ArrayBuffers ${kb(per('arrayBuffers'))})`);
     out.push(`  rest           ${kb(per('rss') - per('heapUsed') - per('external'))}  (native: sockets, libuv, malloc; heap pages not returned)`);
+    process.stdout.write(out.join('\n') + '\n');
+    out.length = 0;
+    if (process.argv.includes('--no-heap')) return;
+    // phase 2, the V8 heap by constructor: snapshots before and after the same connections
+    const snap0 = await ask('heap');
+    const ok2 = await open('heap');
+    const snap1 = await ask('heap');
+    await close();
     const a0 = aggregate(snap0);
     const a1 = aggregate(snap1);
     const rows = [];
     for (const [name, e] of a1) {
       const b = a0.get(name) || { size: 0, count: 0 };
       const d = e.size - b.size;
-      if (d > 0) rows.push({ name, bytes: d / ok, count: (e.count - b.count) / ok });
+      if (d > 0) rows.push({ name, bytes: d / ok2, count: (e.count - b.count) / ok2 });
     }
     rows.sort((x, y) => y.bytes - x.bytes);
     const total = rows.reduce((s, x) => s + x.bytes, 0);
     out.push('', `  V8 heap growth by constructor (snapshot self sizes; total ${kb(total)}):`);
     for (const x of rows.slice(0, top)) out.push(`  ${x.bytes.toFixed(0).padStart(7)} B  ${x.count.toFixed(2).padStart(6)}/conn  ${x.name}`);
     process.stdout.write(out.join('\n') + '\n');
-    await gens[0].call('holdClose', { group: 'idle', graceful: false });
-    await gens[1].call('holdClose', { group: 'idle', graceful: false });
   } finally {
     for (const g of gens) await g.stop();
     await server.stop();

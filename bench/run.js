@@ -18,7 +18,7 @@ const SCENARIOS = ['fanin', 'fanout', 'latency', 'storm', 'idle', 'acl', 'contro
 const ALIASES = { 1: 'fanin', 2: 'fanout', 3: 'latency', 4: 'storm', 5: 'idle', 6: 'acl', 7: 'control', 8: 'soak' };
 
 const USAGE = `usage: npm run bench [-- options]
-  --quick                 seconds-long smoke run (small counts, PGlite only, no soak, no file unless --out)
+  --quick                 seconds-long smoke run (small counts, PGlite only unless --servers says otherwise, no soak, no file unless --out)
   --only=a,b              scenarios: ${SCENARIOS.map((s) => s.name).join(', ')} (or 1-8)
   --servers=a,b           columns: aedes, service, service-pg, mosquitto (default: all available; aedes is always run)
   --soak-seconds=N        soak duration per server (default 600; full mode only)
@@ -198,7 +198,7 @@ async function main() {
       log(`service not measured: ${b.reason}`);
     } else {
       if (wanted.has('service')) servers.push(new ServiceServer({ db: 'pglite', cpus: serverCpus, tmp, dir: serviceDir }));
-      if (wanted.has('service-pg') && !p.quick) {
+      if (wanted.has('service-pg') && (!p.quick || o.servers)) {
         if (Postgres.available()) {
           pg = new Postgres({ tmp, cpus: genCpus });
           try {

@@ -552,6 +552,7 @@ async function holdOpen(a) {
   const first = a.first ?? 0;
   const idx = [...Array(a.n).keys()].map((i) => i + first);
   const cpu = cpuMeter();
+  const scpu = pidCpuMeter(a.serverPid);
   const start = epochNow();
   const t0 = performance.now();
   await pool(idx, a.concurrency ?? 100, async (i) => {
@@ -580,9 +581,11 @@ async function holdOpen(a) {
     }
   });
   const seconds = (performance.now() - t0) / 1000;
+  const serverCpu = scpu();
   return {
     ok, failed, rcCounts, errors, start, end: epochNow(), seconds,
     connectsPerSec: ok / seconds, connack: hist.summary(), genCpu: cpu(), held: g.socks.length,
+    serverCpu, serverCpuPerConnectUs: serverCpu !== null && ok ? (serverCpu * seconds * 1e6) / ok : null,
   };
 }
 

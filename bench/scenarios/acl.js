@@ -46,6 +46,7 @@ async function setup(ctx, s) {
 }
 
 module.exports = {
+  rule,
   name: 'acl',
   title: 'ACL and tenant scale: fan-in on a tenant with many rules among many tenants vs a 1-rule tenant',
   async run(ctx) {
@@ -92,5 +93,26 @@ module.exports = {
         target: { type: 'check', text: '>= 0.8', pass },
       });
     }
+
+    // Memory: the ACL is compiled per connected client, so its size counts per connection
+    const n = ctx.p.quick ? 200 : 2000;
+    const mem = { one: {}, many: {} };
+    for (const s of svcs) {
+      for (const [key, auth] of [['one', s.fixture.auth], ['many', setups[s.name].auth]]) {
+        await ctx.sleep(1000);
+        const before = s.status().rss;
+        const r = await ctx.gen(0).call('holdOpen', {
+          ...ctx.target(s), group: 'aclmem', n, clientPattern: `am-${ctx.rid}-${key}-{i}`, userPattern: auth.username, passPattern: auth.password, keepalive: 60,
+        }, 900000);
+        await ctx.sleep(2000);
+        const after = s.status().rss;
+        await ctx.gen(0).call('holdClose', { group: 'aclmem', graceful: false });
+        mem[key][s.name] = r.ok ? (after - before) / r.ok : null;
+      }
+    }
+    ctx.raw('acl', 'memory', { n, ...mem });
+    const sc = '6 ACL/tenant scale';
+    ctx.figure({ id: 'acl.mem.one', scenario: sc, label: `RSS per connection (${n}), 1-rule tenant`, unit: 'B', better: 'lower', noRatio: true, values: mem.one });
+    ctx.figure({ id: 'acl.mem.many', scenario: sc, label: `RSS per connection (${n}), ${ctx.p.aclRules}-rule tenant`, unit: 'B', better: 'lower', noRatio: true, values: mem.many });
   },
 };

@@ -142,6 +142,10 @@ module.exports = {
       values: pick((v) => v.round2.connectsPerSec), target: { type: 'ratio', op: '>=', value: 0.8 },
     });
     ctx.figure({ id: 'storm.r2.connack.p99', scenario: sc, label: '  round 2 CONNACK p99', unit: 'ms', better: 'lower', values: pick((v) => v.round2.connack.p99) });
+    ctx.figure({
+      id: 'storm.r2.cpuperconnect', scenario: sc, label: '  round 2 server cpu per connect', unit: 'us', better: 'lower',
+      values: pick((v) => v.round2.serverCpuPerConnectUs),
+    });
     ctx.figure({ id: 'storm.r2.lag.p99', scenario: sc, label: '  round 2 server event-loop lag p99', unit: 'ms', better: 'lower', noRatio: true, values: pick((v) => v.round2.lagMs) });
     ctx.figure({
       id: 'storm.failed', scenario: sc, label: 'failed connects (both rounds)', unit: 'count', better: 'lower',
