@@ -1,8 +1,9 @@
 import { NestFactory } from '@nestjs/core';
+import { LogController } from 'fastify';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { SwaggerModule } from '@nestjs/swagger';
-import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
+import { createRootLogger, logRequests, PinoNestLogger } from './common/logging';
 import { echoRequestIds, requestId } from './common/request-id';
 import { BrokerService, ListenerPorts } from './broker/broker.service';
 import { ProblemFilter } from './common/problem.filter';
@@ -26,6 +27,7 @@ export interface RunningApp {
 
 /** Builds and starts the whole service; main.ts and the tests share this. */
 export async function startApp(config: AppConfig): Promise<RunningApp> {
+  const logger = createRootLogger(config.logLevel);
   const app = await NestFactory.create<NestFastifyApplication>(
     AppModule.forRoot(config),
     new FastifyAdapter({
@@ -33,6 +35,9 @@ export async function startApp(config: AppConfig): Promise<RunningApp> {
       trustProxy: false,
       // request ids in every log line and response (x-request-id)
       genReqId: requestId,
+      loggerInstance: logger,
+      // one line per request, written by logRequests (Fastify's own two lines repeat the headers)
+      logController: new LogController({ disableRequestLogging: true }),
       // MQTT topics and client ids travel as one percent-encoded path segment (retained/{topic}):
       // find-my-way's default of 100 characters would turn longer ones into 404s
       routerOptions: { maxParamLength: 16 * 1024 },
@@ -48,7 +53,8 @@ export async function startApp(config: AppConfig): Promise<RunningApp> {
       for (const method of ([] as string[]).concat(route.method)) routes.push({ method, url: route.url });
     });
   echoRequestIds(app.getHttpAdapter().getInstance());
-  app.useLogger(app.get(Logger));
+  logRequests(app.getHttpAdapter().getInstance());
+  app.useLogger(new PinoNestLogger(logger));
   app.useGlobalFilters(new ProblemFilter());
   app.useGlobalPipes(createValidationPipe());
   // /docs serves the checked-in document itself, so the two cannot differ

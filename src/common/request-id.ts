@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 const SAFE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
- * Fastify's genReqId: every log line of a request carries this id (nestjs-pino takes Fastify's).
+ * Fastify's genReqId: every log line of a request carries this id (Fastify binds it to each request's logger).
  * A caller's (or proxy's) `x-request-id` is kept when it is a plain token, else a UUID is made.
  */
 export function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
