@@ -226,6 +226,58 @@ describe('aedes patches', () => {
   });
 });
 
+describe('aedes write patch: onSocketFull', () => {
+  // A subscriber that does not read fills its socket; unpatched, each live message then holds one
+  // of the emitter's broker-wide slots until that socket drains, and the 101st message stalls
+  // every client. With client.onSocketFull set, the slot is released on the next turn.
+  const N = 1600; // × 8 kB: far more than loopback buffers absorb, and more than the 100 slots
+
+  async function floodStuckSubscriber(setOnSocketFull: boolean, waitMs: number) {
+    let fullCalls = 0;
+    let published = 0;
+    const b = await startBareBroker({}, (client) => {
+      if (setOnSocketFull) (client as unknown as { onSocketFull: () => void }).onSocketFull = () => void fullCalls++;
+    });
+    let allPublished!: () => void;
+    const done = new Promise<void>((r) => (allPublished = r));
+    b.broker.on('publish', (packet) => {
+      if (packet.topic.startsWith('full/') && ++published === N) allPublished();
+    });
+    try {
+      const { client: sub } = await RawClient.connected(b.port, { clientId: 'stuck' });
+      await subscribe(sub, 'full/#', 0);
+      sub.socket.pause();
+      const { client: pub } = await RawClient.connected(b.port, { clientId: 'pub' });
+      const payload = Buffer.alloc(8000, 1);
+      for (let i = 0; i < N; i += 50) {
+        pub.send(Buffer.concat(Array.from({ length: 50 }, (_, k) => mqtt.generate({ cmd: 'publish', topic: `full/${i + k}`, payload, qos: 0, retain: false, dup: false }))));
+        await new Promise((r) => setImmediate(r));
+      }
+      const timeout = new Promise<void>((r) => setTimeout(r, waitMs));
+      await Promise.race([done, timeout]);
+      const result = { fullCalls, published, queued: b.queued() };
+      for (const c of [sub, pub]) c.end();
+      return result;
+    } finally {
+      await b.close();
+    }
+  }
+
+  it('releases the delivery slot of a live message at once when the embedder bounds the queue itself', async () => {
+    const released = await floodStuckSubscriber(true, 10_000);
+    expect(released.published).toBe(N);
+    expect(released.fullCalls).toBeGreaterThan(0);
+    expect(released.queued).toBe(0);
+  });
+
+  it('keeps the aedes default without it: the slots stay held until the socket drains', async () => {
+    // the publisher's own reads wait for its publishes, which wait for the stuck socket
+    const held = await floodStuckSubscriber(false, 1500);
+    expect(held.fullCalls).toBe(0);
+    expect(held.published).toBeLessThan(N);
+  });
+});
+
 describe('mqemitter patch', () => {
   it('survives a QoS 0 flood whose clients disconnect with the backlog queued', async () => {
     const b = await startBareBroker();

@@ -55,6 +55,8 @@ export interface HardenableClient {
   deliver0: Deliver;
   deliverQoS: Deliver;
   emit(event: 'error', error: Error): boolean;
+  /** read by aedes' patched lib/write.js: set, live messages never wait for this socket to drain */
+  onSocketFull?: (this: HardenableClient) => void;
   /** ours */
   _outbound?: OutboundState;
 }
@@ -93,6 +95,7 @@ export function hardenClient(client: HardenableClient, options: HardenOptions): 
     dropped: 0,
     onDrop: options.onDrop,
   };
+  client.onSocketFull = onSocketFull;
   client.deliver0 = boundDelivery(client, client.deliver0);
   client.deliverQoS = boundDelivery(client, client.deliverQoS);
 }
@@ -130,23 +133,16 @@ function boundDelivery(client: HardenableClient, deliver: Deliver): Deliver {
         return;
       }
     }
-    // Retained replays after a SUBSCRIBE (brokerId null) keep aedes' own pacing: the next one
-    // is read from the store when the socket took this one. Live messages release their
-    // broker-wide mqemitter slot on the next tick, whatever this socket does.
-    if (packet.brokerId == null) {
-      deliver(packet, cb);
-    } else {
-      deliver(packet, noop);
-      // after aedes' own write (queued with setImmediate before this): a burst that passed
-      // the check above one by one is watched too
-      setImmediate(afterDelivery, client, state, cb);
-    }
+    // aedes' write (patched lib/write.js) calls onSocketFull instead of holding the broker-wide
+    // delivery slot until this socket drains; retained replays keep aedes' pacing
+    deliver(packet, cb);
   };
 }
 
-function afterDelivery(client: HardenableClient, state: OutboundState, cb: () => void): void {
-  if (client.conn.writableLength > state.soft) watchBacklog(client, state);
-  cb();
+/** Called by aedes' write (patched) when a live message did not fit in the socket's buffer. */
+function onSocketFull(this: HardenableClient): void {
+  const state = this._outbound;
+  if (state !== undefined && this.conn.writableLength > state.soft) watchBacklog(this, state);
 }
 
 /** A client still over the soft limit `stallMs` after it was first seen over it is disconnected. */
@@ -172,4 +168,3 @@ function disconnectSlowConsumer(client: HardenableClient, state: OutboundState, 
   client.emit('error', new Error(`slow consumer: ${why}`));
 }
 
-function noop(): void {}

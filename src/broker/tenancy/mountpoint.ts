@@ -14,8 +14,18 @@ export class Mountpoint {
     this.prefix = tenantId + '/';
     this.dollarPrefix = '$' + tenantId + '/';
     const n = this.prefix.length;
-    // '$' is 36
-    this.unmount = (routed: string): string => routed.slice(routed.charCodeAt(0) === 36 ? n + 1 : n);
+    // A fan-out writes the same routed topic to every subscriber: the last answer is kept so
+    // that it is sliced once per message, not once per delivery
+    let lastRouted = '';
+    let lastTopic = '';
+    this.unmount = (routed: string): string => {
+      if (routed !== lastRouted) {
+        // '$' is 36
+        lastTopic = routed.slice(routed.charCodeAt(0) === 36 ? n + 1 : n);
+        lastRouted = routed;
+      }
+      return lastTopic;
+    };
   }
 
   mount(topic: string): string {
