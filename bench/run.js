@@ -81,9 +81,9 @@ function params(o) {
   const num = (k, d) => (o[k] !== undefined ? Number(o[k]) : d);
   const p = quick
     ? {
-      quick, reps: num('reps', 1), retries: num('retries', 0), warmupMs: 500, durationMs: 1500, latencyRate: 2000, latencyMs: 2000,
-      stormDevices: num('storm-devices', 40), stormConcurrency: 20, probeQuietMs: 1000,
-      idleConnections: num('idle-connections', 1000), sessions: num('sessions', 1000), sessionPasses: 1,
+      quick, reps: num('reps', 1), retries: num('retries', 0), warmupMs: 400, durationMs: 1000, latencyRate: 2000, latencyMs: 1500,
+      stormDevices: num('storm-devices', 30), stormConcurrency: 20, probeQuietMs: 800,
+      idleConnections: num('idle-connections', 500), sessions: num('sessions', 500), sessionPasses: 1,
       deviceCreations: 20, aclRules: num('acl-rules', 100), aclTenants: num('acl-tenants', 20),
       soakSeconds: num('soak-seconds', 20), soakSampleMs: 2000,
     }

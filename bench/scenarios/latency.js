@@ -16,9 +16,9 @@ module.exports = {
         const tag = `${ctx.rid}q${qos}r${rep}`;
         await g.call('rateStart', {
           ...ctx.target(s), name: 'lat', mode: 'wildcard', n: 10, qos, rate, payload: 64,
-          topicPrefix: `lat/${tag}`, clientPrefix: `lat-${tag}`, warmupMs: 1000,
+          topicPrefix: `lat/${tag}`, clientPrefix: `lat-${tag}`, warmupMs: ctx.p.quick ? 500 : 1000,
         });
-        await ctx.sleep(1000 + ctx.p.latencyMs);
+        await ctx.sleep((ctx.p.quick ? 500 : 1000) + ctx.p.latencyMs);
         const r = await g.call('rateStop', { name: 'lat' });
         if (r.received < r.sent * 0.99) ctx.note(`latency ${s.name} QoS ${qos}: received ${r.received} of ${r.sent}`);
         return r;
