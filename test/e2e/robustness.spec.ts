@@ -6,8 +6,8 @@
  * of mosquitto's conformance corpus (../shared/conformance/.../data/*.json, with a small
  * built-in corpus when it is absent) mutated at random. Meanwhile two other tenants publish and
  * receive at QoS 1. Then a QoS 0 flood into a subscriber that does not read, whose clients all
- * disconnect with the backlog queued (this crashed aedes 1.2.0), and a crowd of half-open
- * connections that never send a byte.
+ * disconnect with the backlog queued (this crashed aedes 1.2.0). The crowd of 10,000 half-open
+ * connections is in half-open.spec.ts (the service runs in a process of its own there).
  *
  * Throughout: the process stays up; every connection that cannot be a valid MQTT session is
  * closed by the broker; the other tenants' clients stay connected and receive every message,
@@ -20,11 +20,12 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import WebSocket from 'ws';
 import { BrokerService } from '../../src/broker/broker.service';
 import { startTestApp, type TestApp } from '../helpers/app';
+import { Watch } from '../helpers/watch';
 
 jest.setTimeout(180_000);
 
@@ -32,7 +33,6 @@ const SEED = Number(process.env.ROBUSTNESS_SEED ?? 0x5eed) >>> 0;
 const FUZZ_MS = Number(process.env.ROBUSTNESS_FUZZ_MS ?? 25_000);
 const FUZZ_CONNECTIONS = Number(process.env.ROBUSTNESS_CONNECTIONS ?? 6000);
 const PARALLEL = 40;
-const HALF_OPEN = 2000;
 const CONNECT_TIMEOUT_MS = 2000;
 
 /** mulberry32: small, fast, and the same sequence for the same seed */
@@ -175,57 +175,11 @@ function probeWebSocket(port: number, chunks: Buffer[], waitMs: number): Promise
   });
 }
 
-/** A tenant's publisher and subscriber, connected throughout: every message must arrive, in order. */
-class Watch {
-  sent = 0;
-  readonly received: number[] = [];
-  foreign = 0;
-  disconnects = 0;
-  private timer?: NodeJS.Timeout;
-
-  constructor(
-    readonly name: string,
-    private readonly pub: MqttClient,
-    private readonly sub: MqttClient,
-  ) {
-    sub.on('message', (topic, payload) => {
-      if (topic !== 'watch/seq' || !payload.toString().startsWith(name + ':')) this.foreign++;
-      else this.received.push(Number(payload.toString().slice(name.length + 1)));
-    });
-    for (const c of [pub, sub]) c.on('close', () => this.disconnects++);
-  }
-
-  start(everyMs: number): void {
-    clearInterval(this.timer);
-    this.sent = 0;
-    this.received.length = 0;
-    this.timer = setInterval(() => {
-      this.pub.publish('watch/seq', `${this.name}:${this.sent++}`, { qos: 1 });
-    }, everyMs);
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    const until = Date.now() + 15_000;
-    while (this.received.length < this.sent && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  }
-
-  async end(): Promise<void> {
-    clearInterval(this.timer);
-    await Promise.all([this.pub.endAsync(), this.sub.endAsync()]);
-  }
-}
-
 async function watchTenant(app: TestApp, slug: string): Promise<Watch> {
   await app.createTenant(slug);
   await app.createDevice(slug, 'dev', `${slug}-password`);
   await app.allow(slug);
-  const opts = { username: `${slug}:dev`, password: `${slug}-password`, reconnectPeriod: 0, keepalive: 30 };
-  const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${app.mqttPort}`, { ...opts, clientId: `${slug}-sub` });
-  await sub.subscribeAsync('#', { qos: 1 });
-  const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${app.mqttPort}`, { ...opts, clientId: `${slug}-pub` });
-  return new Watch(slug, pub, sub);
+  return Watch.connect(`mqtt://127.0.0.1:${app.mqttPort}`, slug, `${slug}:dev`, `${slug}-password`);
 }
 
 const gc: () => void = (() => {
@@ -388,31 +342,5 @@ describe('robustness: hostile clients', () => {
       expect(w.received).toEqual(Array.from({ length: w.sent }, (_, i) => i));
     }
     expect((await fetch(`${app.http}/health/live`)).status).toBe(200);
-  });
-
-  it('closes half-open connections at the CONNECT deadline without slowing anyone', async () => {
-    for (const w of watches) w.start(10);
-    const base = connections();
-    const idle: Socket[] = [];
-    let closedByBroker = 0;
-    for (let i = 0; i < HALF_OPEN; i++) {
-      const s = tcpConnect(app.mqttPort, '127.0.0.1');
-      s.on('error', () => undefined);
-      s.on('close', () => closedByBroker++);
-      if (i % 10 === 0) s.once('connect', () => s.write(Buffer.from([0x10]))); // and a few slow lorises
-      idle.push(s);
-      if (i % 200 === 199) await new Promise((r) => setTimeout(r, 20));
-    }
-    const t0 = Date.now();
-    while (closedByBroker < HALF_OPEN && Date.now() - t0 < CONNECT_TIMEOUT_MS + 8000) await new Promise((r) => setTimeout(r, 100));
-    expect(closedByBroker).toBe(HALF_OPEN);
-    for (const w of watches) await w.stop();
-    for (const w of watches) {
-      expect(w.disconnects).toBe(0);
-      expect(w.received).toEqual(Array.from({ length: w.sent }, (_, i) => i));
-    }
-    const until = Date.now() + 5000;
-    while (connections() > base && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-    expect(connections()).toBe(base);
   });
 });

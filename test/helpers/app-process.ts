@@ -69,6 +69,10 @@ export class AppProcess {
     child.stderr?.on('data', onData);
   }
 
+  get pid(): number {
+    return this.child.pid as number;
+  }
+
   get http(): string {
     return `http://127.0.0.1:${this.ports.http}`;
   }
