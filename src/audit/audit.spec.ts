@@ -43,8 +43,13 @@ describe('describeRestChange', () => {
 describe('AuditService buffer', () => {
   const config = { auditRetentionDays: 30 } as AppConfig;
 
-  function service(createMany: (args: { data: unknown[] }) => Promise<unknown>) {
-    const prisma = { db: { auditEvent: { createMany } } } as unknown as PrismaService;
+  /** `insert` sees each batch's rows, as the one INSERT statement gets them (a JSON array) */
+  function service(insert: (args: { data: unknown[] }) => Promise<unknown>) {
+    const $executeRawUnsafe = (sql: string, rows: string) => {
+      expect(sql).toMatch(/^INSERT INTO "AuditEvent"/);
+      return insert({ data: JSON.parse(rows) as unknown[] });
+    };
+    const prisma = { db: { $executeRawUnsafe } } as unknown as PrismaService;
     return new AuditService(prisma, config);
   }
   const event = (i: number) => ({ tenantId: 't', type: 'connect', actor: 'mqtt', detail: { i } });

@@ -140,6 +140,9 @@ describe(`audit log (${databaseKind()})`, () => {
       ['devices/d1', 'c-1', 'mqtt'],
     ]);
     expect(connects[0].detail).toMatchObject({ remoteAddress: expect.stringContaining('127.0.0.1'), authMethod: 'password' });
+    // batched events keep the time they happened, to the millisecond
+    for (const e of connects) expect(Math.abs(Date.now() - Date.parse(e.at))).toBeLessThan(60_000);
+    expect(connects[0].at).toMatch(/\.\d{3}Z$/);
     const refused = await byType('connect.refused');
     expect(refused.map((e) => [e.target, e.detail.reason, e.detail.returnCode])).toEqual([
       ['devices/ghost', 'bad-credentials', 4],
