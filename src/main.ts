@@ -5,11 +5,17 @@ process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, availableParallelism()));
 import 'reflect-metadata';
 import pino from 'pino';
 import { startApp } from './app.factory';
+import { lowerThreadPoolPriority } from './common/threadpool-priority';
 import { loadConfig } from './config/config';
+
+const THREAD_POOL_NICENESS = 10;
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = pino({ level: config.logLevel });
+  // bcrypt (on the pool) yields the CPU to the event loop: connected clients before new connects
+  const lowered = await lowerThreadPoolPriority(THREAD_POOL_NICENESS);
+  log.debug({ threads: lowered, niceness: THREAD_POOL_NICENESS }, 'thread pool priority lowered');
   const running = await startApp(config);
   // SIGTERM/SIGINT: the lifecycle hooks close gracefully (BrokerService: stop accepting, close the
   // clients' connections, flush the persistence), then the process exits 0; a watchdog bounds it
