@@ -68,7 +68,7 @@ export class ConnectionAudit {
         detail: {
           clientId: session.clientId,
           reason: session.kickedFor ?? (graceful ? 'client-disconnect' : (session.closeError ?? 'connection-closed')),
-          connectedSeconds: Math.round((Date.now() - session.connectedAt.getTime()) / 1000),
+          connectedSeconds: Math.round((Date.now() - session.connectedAt) / 1000),
           messagesIn: session.messagesIn,
           messagesOut: session.messagesOut,
         },

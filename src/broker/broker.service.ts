@@ -9,16 +9,36 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import type { BrokerBackend } from './backend';
 import { HookEvents, mountInbound, TenantHooks } from './hooks';
-import { hardenClient, MAX_TOPIC_LEVELS } from './protocol';
-
-/** DESIGN.md: before CONNECT is accepted, anything over 64 KiB closes the socket. */
-const MAX_PACKET_SIZE_BEFORE_CONNECT = 64 * 1024;
+import { hardenClient, MAX_TOPIC_LEVELS, type DropReason } from './protocol';
 import { ClientCertificateAuth } from './identity/client-certificate-auth';
 import { IdentityService } from './identity/identity.service';
 import { BrokerLimits } from './limits/broker-limits';
 import type { TenantRuntime } from './identity/tenant-runtime';
 import { SERVER_TLS, serverTlsOptions, ServerTlsProvider } from './server-tls';
 import type { BrokerClient, TenantSession } from './session';
+
+/** DESIGN.md: before CONNECT is accepted, anything over 64 KiB closes the socket. */
+const MAX_PACKET_SIZE_BEFORE_CONNECT = 64 * 1024;
+
+/** aedes' parser 'packet' listener (lib/client.js `enqueue`), taken from the first client. */
+let aedesEnqueue: ((this: unknown, packet: unknown) => void) | undefined;
+
+/**
+ * Inbound topics are mounted into the client's tenant before aedes sees the packet; one
+ * function for every connection (`this` is the client's parser, whose `client` aedes sets).
+ */
+function mountThenEnqueue(this: { client: BrokerClient }, packet: Parameters<typeof mountInbound>[1]): void {
+  const client = this.client;
+  const session = client.tenantSession;
+  if (session !== undefined) {
+    const err = mountInbound(session.tenant.mountpoint, packet);
+    if (err !== null) {
+      client.emit('error', new Error(err));
+      return;
+    }
+  }
+  (aedesEnqueue as (this: unknown, packet: unknown) => void).call(this, packet);
+}
 
 export interface ListenerPorts {
   mqtt: number;
@@ -202,28 +222,31 @@ export class BrokerService implements OnApplicationShutdown {
       maxPacketSize: this.config.maxPacketSize,
       maxPacketSizeBeforeConnect: MAX_PACKET_SIZE_BEFORE_CONNECT,
       connectTimeoutMs: this.config.connectTimeoutMs,
-      onDrop: (_client, reason) => {
-        const session = client.tenantSession;
-        if (session) this.events.publishDropped(session, reason);
-      },
+      onDrop: this.onDrop,
     });
     this.connections.add(stream);
-    stream.once('close', () => this.connections.delete(stream));
+    // one listener does every per-connection cleanup (each once() costs a wrapper per connection)
+    stream.on('close', () => this.connectionClosed(stream, client));
     const parser = client._parser;
-    const enqueue = parser.listeners('packet')[0];
+    // aedes' module-level `enqueue`, the same function for every client
+    aedesEnqueue ??= parser.listeners('packet')[0] as (this: unknown, packet: unknown) => void;
     parser.removeAllListeners('packet');
-    parser.on('packet', function mountThenEnqueue(this: unknown, packet: Parameters<typeof mountInbound>[1]) {
-      const session = client.tenantSession;
-      if (session !== undefined) {
-        const err = mountInbound(session.tenant.mountpoint, packet);
-        if (err !== null) {
-          client.emit('error', new Error(err));
-          return;
-        }
-      }
-      enqueue.call(this, packet);
-    });
+    parser.on('packet', mountThenEnqueue);
     return client;
+  }
+
+  private readonly onDrop = (client: object, reason: DropReason): void => {
+    const session = (client as BrokerClient).tenantSession;
+    if (session) this.events.publishDropped(session, reason);
+  };
+
+  private connectionClosed(stream: Duplex | Socket, client: BrokerClient): void {
+    this.connections.delete(stream);
+    const session = client.tenantSession;
+    if (session !== undefined) {
+      this.limits.detach(session);
+      session.tenant.clients.delete(client);
+    }
   }
 
   private onClientRegistered(client: BrokerClient): void {
@@ -234,8 +257,8 @@ export class BrokerService implements OnApplicationShutdown {
       client.close();
       return;
     }
+    // removed by connectionClosed
     tenant.clients.add(client);
-    client.conn.once('close', () => tenant.clients.delete(client));
   }
 
   /** Live sessions of a tenant on this node. */

@@ -9,7 +9,8 @@ export class TenantSession {
   messagesOut = 0;
   /** set when a subscription is partly overlapped by a deny rule: deliveries are then checked */
   readFiltered = false;
-  readonly connectedAt = new Date();
+  /** ms since the epoch (a number: a Date per connection costs 96 bytes) */
+  readonly connectedAt = Date.now();
   /** rate budget, held publishes and in-flight window of the tenant's limits (limits/) */
   readonly limitState = new ClientLimitState();
   /** for the audit log: why the broker disconnected it (a kick), or the error that ended it */

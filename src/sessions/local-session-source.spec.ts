@@ -27,7 +27,7 @@ function fakeTenant(id: string, n: number) {
         clientId,
         deviceName: i % 10 === 0 ? 'gateway' : `d${i}`,
         remoteAddress: '127.0.0.1',
-        connectedAt: new Date(0),
+        connectedAt: 0,
         cleanSession: true,
         keepalive: 60,
         protocolVersion: 4,

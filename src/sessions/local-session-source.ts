@@ -76,7 +76,7 @@ export class LocalSessionSource implements SessionSource {
       device: s.deviceName,
       node: this.config.nodeId,
       remoteAddress: s.remoteAddress,
-      connectedAt: s.connectedAt.toISOString(),
+      connectedAt: new Date(s.connectedAt).toISOString(),
       cleanSession: s.cleanSession,
       keepalive: s.keepalive,
       protocolVersion: s.protocolVersion,

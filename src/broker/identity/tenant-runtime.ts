@@ -13,6 +13,11 @@ export interface DeviceEntry extends DeviceSnapshot {
   verifying?: { digest: Buffer; result: Promise<boolean> };
 }
 
+/** A rule that grants or denies the same to every client of the tenant. */
+function isClientIndependent(rule: AclRuleInput): boolean {
+  return rule.deviceName === null && !rule.topic.includes('${');
+}
+
 /** Per-tenant counters, read by metrics and $SYS; plain integer fields, bumped on the hot path. */
 export class TenantCounters {
   messagesIn = 0;
@@ -49,6 +54,8 @@ export class TenantRuntime {
   activeCertificates = new Map<string, string>();
   /** bumped whenever `rules` or `defaultAllow` change; clients recompile their ACL lazily */
   ruleGeneration = 0;
+  /** the ACL every client gets, while the rules are the same for all (see compileAcl) */
+  private sharedAcl: ClientAcl | null = null;
   readonly clients = new Set<BrokerClient>();
   readonly counters = new TenantCounters();
   /** rate budget, retained-message ledger and connection count of the limits (limits/) */
@@ -100,7 +107,17 @@ export class TenantRuntime {
     this.ruleGeneration++;
   }
 
+  /**
+   * The ACL of one client. When no rule names a device or holds a placeholder, every client of
+   * the tenant gets the same rules: they share one compiled ACL (and its memo) instead of a copy
+   * each per connection.
+   */
   compileAcl(deviceName: string | null, deviceClientId: string): ClientAcl {
-    return new ClientAcl(this.rules, this.defaultAllow, deviceName, deviceClientId, this.ruleGeneration);
+    const shared = this.sharedAcl;
+    if (shared !== null && shared.generation === this.ruleGeneration) return shared;
+    const acl = new ClientAcl(this.rules, this.defaultAllow, deviceName, deviceClientId, this.ruleGeneration);
+    this.sharedAcl = this.rules.every(isClientIndependent) ? acl : null;
+    return acl;
   }
+
 }

@@ -132,13 +132,8 @@ export class BrokerLimits {
     tenantState.connections++;
     const packetLimit = session.tenant.limits.maxPayloadBytes + PUBLISH_OVERHEAD;
     if (packetLimit < this.maxPacketSize) setMaxPacketSize(client as unknown as HardenableClient, packetLimit);
-    client.conn.once('close', () => {
-      tenantState.connections--;
-      const st = session.limitState;
-      if (st.releaseTimer !== null) clearTimeout(st.releaseTimer);
-      st.releaseTimer = null;
-    });
     const st = session.limitState;
+    st.attached = true;
     const internals = client as unknown as { deliverQoS: Deliver };
     const deliver = internals.deliverQoS;
     st.deliver = deliver;
@@ -155,6 +150,16 @@ export class BrokerLimits {
         st.inQoSDelivery = false;
       }
     };
+  }
+
+  /** The socket of an attached session closed (BrokerService calls this from its 'close'). */
+  detach(session: TenantSession): void {
+    const st = session.limitState;
+    if (!st.attached) return;
+    st.attached = false;
+    session.tenant.limitState.connections--;
+    if (st.releaseTimer !== null) clearTimeout(st.releaseTimer);
+    st.releaseTimer = null;
   }
 
   /** maxPayloadBytes: an Error (which closes the connection) for a PUBLISH over it. */

@@ -39,6 +39,8 @@ export interface OutboundPacket {
 
 /** What the limits keep per connection (on its TenantSession). */
 export class ClientLimitState {
+  /** counted in the tenant's connections until detach() */
+  attached = false;
   readonly publishBudget = new TokenBucket();
   /** aedes callbacks of PUBLISHes held back by the rate limits, oldest first, and when each may go */
   readonly held: ((err?: Error | null) => void)[] = [];
