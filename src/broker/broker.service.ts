@@ -20,8 +20,10 @@ import type { BrokerClient, TenantSession } from './session';
 /** DESIGN.md: before CONNECT is accepted, anything over 64 KiB closes the socket. */
 const MAX_PACKET_SIZE_BEFORE_CONNECT = 64 * 1024;
 
+type PacketListener = (this: unknown, packet: unknown) => void;
+
 /** aedes' parser 'packet' listener (lib/client.js `enqueue`), taken from the first client. */
-let aedesEnqueue: ((this: unknown, packet: unknown) => void) | undefined;
+let aedesEnqueue: PacketListener | undefined;
 
 /**
  * Inbound topics are mounted into the client's tenant before aedes sees the packet; one
@@ -37,7 +39,7 @@ function mountThenEnqueue(this: { client: BrokerClient }, packet: Parameters<typ
       return;
     }
   }
-  (aedesEnqueue as (this: unknown, packet: unknown) => void).call(this, packet);
+  (aedesEnqueue as PacketListener).call(this, packet);
 }
 
 export interface ListenerPorts {
@@ -229,7 +231,7 @@ export class BrokerService implements OnApplicationShutdown {
     stream.on('close', () => this.connectionClosed(stream, client));
     const parser = client._parser;
     // aedes' module-level `enqueue`, the same function for every client
-    aedesEnqueue ??= parser.listeners('packet')[0] as (this: unknown, packet: unknown) => void;
+    aedesEnqueue ??= parser.listeners('packet')[0] as PacketListener;
     parser.removeAllListeners('packet');
     parser.on('packet', mountThenEnqueue);
     return client;

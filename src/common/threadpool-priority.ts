@@ -1,5 +1,4 @@
-import { access } from 'node:fs';
-import { readdirSync } from 'node:fs';
+import { access, readdirSync } from 'node:fs';
 import { setPriority } from 'node:os';
 
 /**

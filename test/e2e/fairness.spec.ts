@@ -15,7 +15,7 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type Packet } from 'mqtt-packet';
-import { databaseKind } from '../helpers/app';
+import { describeOnce } from '../helpers/app';
 import { AppProcess } from '../helpers/app-process';
 
 jest.setTimeout(120_000);
@@ -40,9 +40,6 @@ function rawClient(port: number, clientId: string, onPacket: (p: Packet, s: Sock
   });
 }
 
-// the service keeps no per-message state in its database: the PostgreSQL pass would repeat this
-const describeOnce = databaseKind() === 'postgres' ? describe.skip : describe;
-
 describeOnce('fair service between publishers', () => {
   const token = randomBytes(16).toString('hex');
   const dataDir = mkdtempSync(join(tmpdir(), 'fairness-'));
@@ -51,10 +48,7 @@ describeOnce('fair service between publishers', () => {
   beforeAll(async () => {
     node = await AppProcess.start('fairness', { DATA_DIR: dataDir, ADMIN_TOKEN: token });
     const limits = { maxMessagesPerSecond: 10_000_000, maxClientMessagesPerSecond: 10_000_000, maxInflightPerClient: 65535 };
-    expect((await node.api('POST', '/api/v1/tenants', token, { slug: 'fair', limits })).status).toBe(201);
-    expect((await node.api('POST', '/api/v1/tenants/fair/devices', token, { name: 'dev', password: 'fair-password' })).status).toBe(201);
-    const rule = { device: null, action: 'all', topic: '#', permission: 'allow' };
-    expect((await node.api('POST', '/api/v1/tenants/fair/acls', token, rule)).status).toBe(201);
+    await node.createTenantWithDevice(token, 'fair', 'fair-password', { limits });
   });
 
   afterAll(async () => {
@@ -67,17 +61,16 @@ describeOnce('fair service between publishers', () => {
     const counts = new Array<number>(PUBLISHERS).fill(0);
     let measuring = false;
     const prefix = `fair/${run}-`;
+    let subscribed!: () => void;
+    const suback = new Promise<void>((r) => (subscribed = r));
     const sub = await rawClient(node.ports.mqtt, `${run}-sub`, (p, s) => {
+      if (p.cmd === 'suback') subscribed();
       if (p.cmd !== 'publish') return;
       if (measuring) counts[Number(p.topic.slice(prefix.length))]++;
       if (p.qos === 1) s.write(mqtt.generate({ cmd: 'puback', messageId: p.messageId as number }));
     });
-    await new Promise<void>((resolve) => {
-      const parser = mqtt.parser();
-      parser.on('packet', (p) => p.cmd === 'suback' && resolve());
-      sub.once('data', (d) => parser.parse(d));
-      sub.write(mqtt.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fair/+', qos: 1 }] }));
-    });
+    sub.write(mqtt.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fair/+', qos: 1 }] }));
+    await suback;
     const publishers: Socket[] = [];
     let running = true;
     for (let i = 0; i < PUBLISHERS; i++) {

@@ -13,7 +13,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { databaseKind } from '../helpers/app';
+import { describeOnce } from '../helpers/app';
 import { AppProcess } from '../helpers/app-process';
 import { Watch } from '../helpers/watch';
 
@@ -31,10 +31,6 @@ if (CROWD < WANTED) {
 
 const openFiles = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 
-// the service keeps no state of a connection that never sent a CONNECT: the PostgreSQL pass of
-// test/run.sh would only repeat this suite, so it runs in the PGlite pass alone
-const describeOnce = databaseKind() === 'postgres' ? describe.skip : describe;
-
 describeOnce('robustness: a crowd of half-open connections', () => {
   const token = randomBytes(16).toString('hex');
   const dataDir = mkdtempSync(join(tmpdir(), 'half-open-'));
@@ -49,10 +45,7 @@ describeOnce('robustness: a crowd of half-open connections', () => {
       AUTH_FAIL_DELAY_MS: '0',
     });
     for (const slug of ['watch-a', 'watch-b']) {
-      expect((await node.api('POST', '/api/v1/tenants', token, { slug })).status).toBe(201);
-      expect((await node.api('POST', `/api/v1/tenants/${slug}/devices`, token, { name: 'dev', password: `${slug}-password` })).status).toBe(201);
-      const rule = { device: null, action: 'all', topic: '#', permission: 'allow' };
-      expect((await node.api('POST', `/api/v1/tenants/${slug}/acls`, token, rule)).status).toBe(201);
+      await node.createTenantWithDevice(token, slug, `${slug}-password`);
       watches.push(await Watch.connect(`mqtt://127.0.0.1:${node.ports.mqtt}`, slug, `${slug}:dev`, `${slug}-password`));
     }
   });

@@ -133,6 +133,19 @@ export class AppProcess {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
   }
 
+  /** A tenant (with `tenant` fields such as limits), its device `dev` and a rule allowing everything. */
+  async createTenantWithDevice(token: string, slug: string, password: string, tenant: Record<string, unknown> = {}): Promise<void> {
+    const steps: [string, unknown][] = [
+      ['/api/v1/tenants', { slug, ...tenant }],
+      [`/api/v1/tenants/${slug}/devices`, { name: 'dev', password }],
+      [`/api/v1/tenants/${slug}/acls`, { device: null, action: 'all', topic: '#', permission: 'allow' }],
+    ];
+    for (const [path, body] of steps) {
+      const res = await this.api('POST', path, token, body);
+      if (res.status !== 201) throw new Error(`POST ${path}: expected 201, got ${res.status} ${JSON.stringify(res.body)}`);
+    }
+  }
+
   async api<T = any>(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: T }> {
     const headers: Record<string, string> = { authorization: `Bearer ${token}` };
     if (body !== undefined) headers['content-type'] = 'application/json';

@@ -34,6 +34,13 @@ export interface ApiResponse<T> {
 export const databaseKind = (): 'postgres' | 'pglite' =>
   process.env.TEST_DATABASE === 'postgres' && process.env.TEST_PG_URL ? 'postgres' : 'pglite';
 
+/**
+ * For suites whose service keeps no database state per connection (it runs as its own
+ * process, on PGlite): test/run.sh's PostgreSQL pass would only repeat them, so they run in the
+ * PGlite pass alone.
+ */
+export const describeOnce: jest.Describe = databaseKind() === 'postgres' ? describe.skip : describe;
+
 /** Starts the real service on ephemeral ports, with its own data directory and database. */
 export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mqtt-test-'));

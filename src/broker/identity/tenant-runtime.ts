@@ -119,5 +119,4 @@ export class TenantRuntime {
     this.sharedAcl = this.rules.every(isClientIndependent) ? acl : null;
     return acl;
   }
-
 }
