@@ -30,6 +30,7 @@ const USAGE = `usage: npm run bench [-- options]
   --storm-server-cpus=L   cpus of the servers during the connect storm (default: all, so bcrypt can spread)
   --duration-ms=N --warmup-ms=N   measured window and warm-up of the throughput scenarios
   --storm-devices=N --idle-connections=N --sessions=N --acl-rules=N --acl-tenants=N
+  --node-args="A B"       extra node flags for the node servers (bare aedes and the service), e.g. "--max-semi-space-size=32"
   --service-dir=DIR       run the service built in another checkout (default: this repo), e.g. to compare commits
   --keep-tmp              keep the temp dir (logs, data dirs)
 `;
@@ -229,6 +230,12 @@ async function main() {
       s.nodeArgs = ['-r', path.join(__dirname, 'lib', 'profiler.js')];
       s.extraEnv = { BENCH_PROF_CTL: profCtl, BENCH_PROF_DIR: profDir };
     }
+  }
+
+  if (o['node-args']) {
+    const extra = String(o['node-args']).split(/\s+/).filter(Boolean);
+    for (const s of servers) if (s.kind !== 'mosquitto') s.nodeArgs = [...extra, ...(s.nodeArgs || [])];
+    machine.serverNodeArgs = extra;
   }
 
   everyServer.push(...servers);

@@ -45,11 +45,11 @@ describe('AuditService buffer', () => {
 
   /** `insert` sees each batch's rows, as the one INSERT statement gets them (a JSON array) */
   function service(insert: (args: { data: unknown[] }) => Promise<unknown>) {
-    const $executeRawUnsafe = (sql: string, rows: string) => {
+    const execute = (sql: string, [rows]: string[]) => {
       expect(sql).toMatch(/^INSERT INTO "AuditEvent"/);
       return insert({ data: JSON.parse(rows) as unknown[] });
     };
-    const prisma = { db: { $executeRawUnsafe } } as unknown as PrismaService;
+    const prisma = { execute } as unknown as PrismaService;
     return new AuditService(prisma, config);
   }
   const event = (i: number) => ({ tenantId: 't', type: 'connect', actor: 'mqtt', detail: { i } });
@@ -61,6 +61,20 @@ describe('AuditService buffer', () => {
     await audit.flush();
     expect(batches).toEqual([500, 500, 200]);
     expect(audit.droppedEvents).toBe(0);
+  });
+
+  it('leaves what is recorded during a write to the next flush (one batch a tick, not a chase)', async () => {
+    const batches: number[] = [];
+    let audit: AuditService | undefined = undefined;
+    audit = service(async ({ data }) => {
+      batches.push(data.length);
+      if (batches.length === 1) for (let i = 0; i < 5; i++) audit?.record(event(i));
+    });
+    for (let i = 0; i < 10; i++) audit.record(event(i));
+    await audit.flush();
+    expect(batches).toEqual([10]);
+    await audit.flush();
+    expect(batches).toEqual([10, 5]);
   });
 
   it('bounds the buffer while the database is down, counts what it drops, and catches up', async () => {

@@ -20,6 +20,15 @@ export class PrismaService implements OnApplicationShutdown {
   ping: () => Promise<void> = async () => {
     throw new Error('database not connected');
   };
+  /**
+   * Runs one statement straight on the driver under Prisma (node-postgres' pool or PGlite),
+   * returning the affected rows. Prisma's engine costs 4-9 ms of CPU per raw statement on the
+   * event loop against 0.3-0.6 ms for the driver alone (a 20-500 row audit batch, PostgreSQL),
+   * which in a connect storm took more CPU than the connects. For background bulk writes.
+   */
+  execute: (sql: string, params: unknown[]) => Promise<number> = async () => {
+    throw new Error('database not connected');
+  };
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
@@ -39,7 +48,7 @@ export class PrismaService implements OnApplicationShutdown {
   }
 
   private async connectPostgres(url: string): Promise<void> {
-    const { Client } = await import('pg');
+    const { Client, Pool } = await import('pg');
     const { PrismaPg } = await import('@prisma/adapter-pg');
     const migrationClient = new Client({ connectionString: url });
     await migrationClient.connect();
@@ -52,13 +61,20 @@ export class PrismaService implements OnApplicationShutdown {
     } finally {
       await migrationClient.end();
     }
-    const client = new PrismaClient({ adapter: new PrismaPg({ connectionString: url, max: 10 }) });
+    const pool = new Pool({ connectionString: url, max: 10 });
+    // an idle connection dropped by the server: the next query reconnects, nothing to crash for
+    pool.on('error', (err) => this.logger.warn(`idle database connection lost: ${err.message}`));
+    const client = new PrismaClient({ adapter: new PrismaPg(pool) });
     await client.$connect();
     this.client = client;
     this.ping = async () => {
-      await client.$queryRawUnsafe('SELECT 1');
+      await pool.query('SELECT 1');
     };
-    this.closers.push(() => client.$disconnect());
+    this.execute = async (sql, params) => (await pool.query(sql, params)).rowCount ?? 0;
+    this.closers.push(async () => {
+      await client.$disconnect();
+      await pool.end();
+    });
   }
 
   private async connectPglite(dir: string): Promise<void> {
@@ -77,6 +93,7 @@ export class PrismaService implements OnApplicationShutdown {
     this.ping = async () => {
       await pglite.query('SELECT 1');
     };
+    this.execute = async (sql, params) => (await pglite.query(sql, params)).affectedRows ?? 0;
     this.closers.push(async () => {
       await client.$disconnect();
       await pglite.close();
