@@ -1,3 +1,5 @@
+// first: before anything queues a task (see the module)
+import './common/next-tick-shape';
 import { availableParallelism } from 'node:os';
 // bcrypt runs on libuv's pool: give it every core before anything starts using the pool
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, availableParallelism()));
