@@ -22,6 +22,7 @@ const USAGE = `usage: npm run bench [-- options]
   --only=a,b              scenarios: ${SCENARIOS.map((s) => s.name).join(', ')} (or 1-8)
   --servers=a,b           columns: aedes, service, service-pg, mosquitto (default: all available; aedes is always run)
   --soak-seconds=N        soak duration per server (default 600; full mode only)
+  --soak-rate=N           offered soak rate in msg/s instead of half the measured QoS 1 saturation
   --reps=N                repetitions of the throughput/latency measurements (default 3, quick 1)
   --retries=N             re-measure a throughput run where neither server nor generator was busy (default 1, quick 0)
   --out=FILE              results file (default bench/results/<date>-<host>.json in full mode)
@@ -95,6 +96,7 @@ function params(o) {
       deviceCreations: 200, aclRules: num('acl-rules', 1000), aclTenants: num('acl-tenants', 1000),
       soakSeconds: num('soak-seconds', 600), soakSampleMs: 10000,
     };
+  if (o['soak-rate']) p.soakRate = num('soak-rate');
   if (o['duration-ms']) p.durationMs = num('duration-ms');
   if (o['warmup-ms']) p.warmupMs = num('warmup-ms');
   return p;

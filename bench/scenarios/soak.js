@@ -9,7 +9,7 @@ const fanin = require('./fanin');
 
 async function soakOne(ctx, s) {
   await ctx.restart(s);
-  let sat = ctx.saturation?.[s.name]?.qos1;
+  let sat = ctx.p.soakRate ? 2 * ctx.p.soakRate : ctx.saturation?.[s.name]?.qos1;
   if (!sat) {
     const r = await fanin.measure(ctx, s, 1, `${ctx.rid}cal${s.starts}`, { warmupMs: 1000, durationMs: 3000 });
     sat = r.delivered;
