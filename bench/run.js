@@ -30,6 +30,7 @@ const USAGE = `usage: npm run bench [-- options]
   --server-cpus=L --gen-cpus=L   taskset cpu lists (default: 0 and the rest)
   --storm-server-cpus=L   cpus of the servers during the connect storm (default: all, so bcrypt can spread)
   --duration-ms=N --warmup-ms=N   measured window and warm-up of the throughput scenarios
+  --storm-cached-rounds=N  cached (round 2) connect storms per server, median reported (default 5, quick 1)
   --storm-devices=N --idle-connections=N --sessions=N --acl-rules=N --acl-tenants=N
   --node-args="A B"       extra node flags for the node servers (bare aedes and the service), e.g. "--max-semi-space-size=32"
   --service-dir=DIR       run the service built in another checkout (default: this repo), e.g. to compare commits
@@ -84,14 +85,14 @@ function params(o) {
   const p = quick
     ? {
       quick, reps: num('reps', 1), retries: num('retries', 0), warmupMs: 400, durationMs: 1000, latencyRate: 2000, latencyMs: 1500,
-      stormDevices: num('storm-devices', 30), stormConcurrency: 20, probeQuietMs: 800,
+      stormDevices: num('storm-devices', 30), stormCachedRounds: num('storm-cached-rounds', 1), stormConcurrency: 20, probeQuietMs: 800,
       idleConnections: num('idle-connections', 500), sessions: num('sessions', 500), sessionPasses: 1,
       deviceCreations: 20, aclRules: num('acl-rules', 100), aclTenants: num('acl-tenants', 20),
       soakSeconds: num('soak-seconds', 20), soakSampleMs: 2000,
     }
     : {
       quick, reps: num('reps', 3), retries: num('retries', 1), warmupMs: 1500, durationMs: 5000, latencyRate: 2000, latencyMs: 8000,
-      stormDevices: num('storm-devices', 2000), stormConcurrency: 100, probeQuietMs: 3000,
+      stormDevices: num('storm-devices', 2000), stormCachedRounds: num('storm-cached-rounds', 5), stormConcurrency: 100, probeQuietMs: 3000,
       idleConnections: num('idle-connections', 19000), sessions: num('sessions', 10000), sessionPasses: 3,
       deviceCreations: 200, aclRules: num('acl-rules', 1000), aclTenants: num('acl-tenants', 1000),
       soakSeconds: num('soak-seconds', 600), soakSampleMs: 10000,

@@ -8,6 +8,7 @@
 
 const crypto = require('node:crypto');
 const { Hist } = require('../lib/hist');
+const { median } = require('../lib/report');
 
 async function ensureDevices(ctx, s, n) {
   s.storm ??= { created: 0, secret: crypto.randomBytes(6).toString('hex') };
@@ -58,17 +59,23 @@ async function stormOne(ctx, s) {
     const q1 = epoch();
     out.quietLagMs = await lagMs(s);
     const open = { ...ctx.target(s), group: 'storm', n, concurrency: ctx.p.stormConcurrency, clientPattern: `st-${tag}-{i}`, keepalive: 60, timeoutMs: 600000, ...patterns };
-    for (const round of [1, 2]) {
+    // a cached round lasts about a second: it is repeated and the median round reported
+    const cached = [];
+    for (let round = 1; round <= 1 + ctx.p.stormCachedRounds; round++) {
       await lagMs(s);
       const r = await ctx.profile(s, 'storm', `storm-r${round}`, () => gen.call('holdOpen', open, 1200000));
       r.lagMs = await lagMs(s);
       r.probe = await probeGen.call('rateStats', { name: 'probe', from: r.start, to: r.end });
-      out[`round${round}`] = r;
-      ctx.log(`${s.name} storm round ${round}: ${r.ok} ok, ${r.failed} failed, ${r.connectsPerSec.toFixed(0)}/s, CONNACK p99 ${r.connack.p99?.toFixed(1)} ms, lag p99 ${r.lagMs?.toFixed(1) ?? '-'} ms, probe p99 ${r.probe.p99?.toFixed(2)} ms`);
+      if (round === 1) out.round1 = r;
+      else cached.push(r);
+      ctx.log(`${s.name} storm round ${round}: ${r.ok} ok, ${r.failed} failed, ${r.connectsPerSec.toFixed(0)}/s, CONNACK p99 ${r.connack.p99?.toFixed(1)} ms, lag p99 ${r.lagMs?.toFixed(1) ?? '-'} ms, probe p99 ${r.probe.p99?.toFixed(2)} ms${r.serverCpuPerConnectUs ? `, ${r.serverCpuPerConnectUs.toFixed(0)} us cpu/connect` : ''}`);
       if (r.failed) ctx.note(`${s.name} storm round ${round}: ${r.failed} connects failed ${JSON.stringify({ rc: r.rcCounts, errors: r.errors })}`);
       out[`close${round}`] = await gen.call('holdClose', { group: 'storm' });
       await ctx.sleep(1000);
     }
+    out.cachedRounds = cached;
+    out.round2 = { ...[...cached].sort((a, b) => a.connectsPerSec - b.connectsPerSec)[Math.floor((cached.length - 1) / 2)] };
+    out.round2.failed = cached.reduce((t, r) => t + r.failed, 0);
     out.quiet = await probeGen.call('rateStats', { name: 'probe', from: q0, to: q1 });
   } finally {
     out.probeTotals = await probeGen.call('rateStop', { name: 'probe' }).catch((e) => ({ error: e.message }));
@@ -138,17 +145,21 @@ module.exports = {
     });
     ctx.figure({ id: 'storm.r2.probe.p99', scenario: sc, label: '  during round 2', unit: 'ms', better: 'lower', values: pick((v) => v.round2.probe.p99) });
     ctx.figure({
-      id: 'storm.r2.rate', scenario: sc, label: 'round 2 (cached) connects', unit: '/s', better: 'higher',
+      id: 'storm.r2.rate', scenario: sc, label: `round 2 (cached) connects, median of ${ctx.p.stormCachedRounds}`, unit: '/s', better: 'higher',
       values: pick((v) => v.round2.connectsPerSec), target: { type: 'ratio', op: '>=', value: 0.8 },
+    });
+    ctx.figure({
+      id: 'storm.r2.first.rate', scenario: sc, label: '  first cached round (JIT still warming)', unit: '/s', better: 'higher',
+      values: pick((v) => v.cachedRounds[0]?.connectsPerSec ?? null),
     });
     ctx.figure({ id: 'storm.r2.connack.p99', scenario: sc, label: '  round 2 CONNACK p99', unit: 'ms', better: 'lower', values: pick((v) => v.round2.connack.p99) });
     ctx.figure({
-      id: 'storm.r2.cpuperconnect', scenario: sc, label: '  round 2 server cpu per connect', unit: 'us', better: 'lower',
-      values: pick((v) => v.round2.serverCpuPerConnectUs),
+      id: 'storm.r2.cpuperconnect', scenario: sc, label: '  round 2 server cpu per connect, median', unit: 'us', better: 'lower',
+      values: pick((v) => median(v.cachedRounds.map((r) => r.serverCpuPerConnectUs))),
     });
     ctx.figure({ id: 'storm.r2.lag.p99', scenario: sc, label: '  round 2 server event-loop lag p99', unit: 'ms', better: 'lower', noRatio: true, values: pick((v) => v.round2.lagMs) });
     ctx.figure({
-      id: 'storm.failed', scenario: sc, label: 'failed connects (both rounds)', unit: 'count', better: 'lower',
+      id: 'storm.failed', scenario: sc, label: 'failed connects (all rounds)', unit: 'count', better: 'lower',
       values: pick((v) => v.round1.failed + v.round2.failed), target: { type: 'abs', op: '==', value: 0, text: '0' },
     });
     if (Object.values(res).every((v) => !v || v.round1.lagMs === null)) ctx.note('storm: no server exposes nodejs_eventloop_lag_p99_seconds: lag column empty');
