@@ -50,6 +50,7 @@ export interface HardenableClient {
   conn: Duplex & { setNoDelay?: (noDelay?: boolean) => unknown };
   _parser: unknown;
   _connectTimer: NodeJS.Timeout | null;
+  broker?: { connectTimeout?: number };
   connected: boolean;
   closed: boolean;
   deliver0: Deliver;
@@ -77,11 +78,14 @@ export function hardenClient(client: HardenableClient, options: HardenOptions): 
   });
 
   // aedes arms a CONNECT timer (broker.connectTimeout) at construction, clears it when the
-  // CONNECT arrives and on close; we re-arm that same timer with our deadline.
-  if (client._connectTimer) clearTimeout(client._connectTimer);
-  client._connectTimer = setTimeout(() => {
-    client.emit('error', new Error(`no CONNECT within ${options.connectTimeoutMs} ms`));
-  }, options.connectTimeoutMs);
+  // CONNECT arrives and on close; we re-arm that same timer with our deadline unless it is
+  // aedes' own (the broker passes it), which saves a timer per connection.
+  if (client._connectTimer === null || client.broker?.connectTimeout !== options.connectTimeoutMs) {
+    if (client._connectTimer) clearTimeout(client._connectTimer);
+    client._connectTimer = setTimeout(() => {
+      client.emit('error', new Error(`no CONNECT within ${options.connectTimeoutMs} ms`));
+    }, options.connectTimeoutMs);
+  }
 
   // Nagle's algorithm adds tens of ms to every small fan-out write (TCP and TLS sockets)
   if (typeof client.conn.setNoDelay === 'function') client.conn.setNoDelay(true);
