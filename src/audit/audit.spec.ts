@@ -2,6 +2,10 @@ import type { AppConfig } from '../config/config';
 import type { PrismaService } from '../database/prisma.service';
 import { AUDIT_BUFFER_MAX, AuditService } from './audit.service';
 import { auditDetail, describeRestChange } from './rest-change';
+import { ConnectionAudit } from './connection-audit';
+import type { BrokerService } from '../broker/broker.service';
+import type { HookEvents } from '../broker/hooks';
+import type { BrokerClient, TenantSession } from '../broker/session';
 
 describe('describeRestChange', () => {
   const d = (method: string, route: string, params: Record<string, string> = {}, response: unknown = undefined) =>
@@ -93,5 +97,35 @@ describe('AuditService buffer', () => {
     up = true;
     await audit.flush();
     expect(written).toBe(AUDIT_BUFFER_MAX);
+  });
+});
+
+describe('ConnectionAudit', () => {
+  function setup() {
+    const recorded: { type: string; target?: string | null; detail?: Record<string, unknown> }[] = [];
+    const audit = { record: (e: (typeof recorded)[number]) => recorded.push(e) } as unknown as AuditService;
+    const listeners: Partial<HookEvents>[] = [];
+    const broker = { events: { listeners }, whenStarted: () => undefined } as unknown as BrokerService;
+    new ConnectionAudit(audit, broker);
+    const session = (registered: boolean, kickedFor: string | null = null) =>
+      ({ registered, kickedFor, closeError: null, tenant: { id: 't1' }, deviceName: 'd1', clientId: 'c1', connectedAt: Date.now(), messagesIn: 2, messagesOut: 3 }) as unknown as TenantSession;
+    const close = (client: object, s: TenantSession) => listeners.forEach((l) => l.sessionClosed?.(client as BrokerClient, s));
+    return { recorded, session, close };
+  }
+
+  it('records the close of a registered session, as a kick when the broker closed it', () => {
+    const { recorded, session, close } = setup();
+    close({ _disconnected: true }, session(true));
+    close({}, session(true, 'device changed'));
+    expect(recorded.map((e) => [e.type, e.target, e.detail?.reason, e.detail?.messagesIn])).toEqual([
+      ['disconnect', 'devices/d1', 'client-disconnect', 2],
+      ['kick', 'devices/d1', 'device changed', 2],
+    ]);
+  });
+
+  it('records no close for a CONNECT that never completed (no connect was recorded either)', () => {
+    const { recorded, session, close } = setup();
+    close({}, session(false));
+    expect(recorded).toEqual([]);
   });
 });

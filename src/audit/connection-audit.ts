@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { BrokerService } from '../broker/broker.service';
-import { remoteAddressOf, type BrokerClient } from '../broker/session';
+import { remoteAddressOf, type BrokerClient, type TenantSession } from '../broker/session';
 import { DEVICE_NAME_PATTERN } from '../devices/device.dto';
 import { AuditService } from './audit.service';
 
@@ -29,6 +29,7 @@ export class ConnectionAudit {
           detail: { reason, returnCode, clientId: cut(client.requestedClientId), remoteAddress: remoteAddressOf(client) },
         });
       },
+      sessionClosed: (client, session) => this.closed(client, session),
     });
     broker.whenStarted((aedes) => {
       aedes.on('client', (c) => this.connected(c as BrokerClient));
@@ -57,22 +58,25 @@ export class ConnectionAudit {
         protocolVersion: session.protocolVersion,
       },
     });
-    client.conn.once('close', () => {
-      const kicked = session.kickedFor !== null;
-      const graceful = (client as unknown as { _disconnected?: boolean })._disconnected === true;
-      this.audit.record({
-        tenantId,
-        type: kicked ? 'kick' : 'disconnect',
-        actor: kicked ? 'broker' : 'mqtt',
-        target,
-        detail: {
-          clientId: session.clientId,
-          reason: session.kickedFor ?? (graceful ? 'client-disconnect' : (session.closeError ?? 'connection-closed')),
-          connectedSeconds: Math.round((Date.now() - session.connectedAt) / 1000),
-          messagesIn: session.messagesIn,
-          messagesOut: session.messagesOut,
-        },
-      });
+  }
+
+  private closed(client: BrokerClient, session: TenantSession): void {
+    // a CONNECT that never completed was not recorded as a connect: no disconnect either
+    if (!session.registered) return;
+    const kicked = session.kickedFor !== null;
+    const graceful = (client as unknown as { _disconnected?: boolean })._disconnected === true;
+    this.audit.record({
+      tenantId: session.tenant.id,
+      type: kicked ? 'kick' : 'disconnect',
+      actor: kicked ? 'broker' : 'mqtt',
+      target: session.deviceName !== null ? `devices/${session.deviceName}` : null,
+      detail: {
+        clientId: session.clientId,
+        reason: session.kickedFor ?? (graceful ? 'client-disconnect' : (session.closeError ?? 'connection-closed')),
+        connectedSeconds: Math.round((Date.now() - session.connectedAt) / 1000),
+        messagesIn: session.messagesIn,
+        messagesOut: session.messagesOut,
+      },
     });
   }
 }

@@ -96,6 +96,9 @@ export class BrokerService implements OnApplicationShutdown {
         counters.messagesDroppedBy[reason] = (counters.messagesDroppedBy[reason] ?? 0) + 1;
         for (const l of listeners) l.publishDropped?.(session, reason);
       },
+      sessionClosed: (client, session) => {
+        for (const l of listeners) l.sessionClosed?.(client, session);
+      },
     };
     this.limits = new BrokerLimits(identity, this.events, config.maxPacketSize);
     identity.kick = (clients, reason) => {
@@ -248,12 +251,14 @@ export class BrokerService implements OnApplicationShutdown {
     if (session !== undefined) {
       this.limits.detach(session);
       session.tenant.clients.delete(client);
+      this.events.sessionClosed(client, session);
     }
   }
 
   private onClientRegistered(client: BrokerClient): void {
     const session = client.tenantSession;
     if (!session) return;
+    session.registered = true;
     const tenant = session.tenant;
     if (tenant.deleted) {
       client.close();

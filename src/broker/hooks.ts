@@ -65,6 +65,8 @@ const SYS_SUBSCRIBE = Object.freeze({ allowed: true, partlyDenied: false });
 export interface HookEvents {
   connectRefused(client: BrokerClient, tenant: TenantRuntime | undefined, reason: string, returnCode: number): void;
   publishDropped(session: TenantSession, reason: string): void;
+  /** the connection of an authenticated client closed (one listener per socket does it all) */
+  sessionClosed(client: BrokerClient, session: TenantSession): void;
 }
 
 /**
@@ -105,7 +107,18 @@ export class TenantHooks {
     password: Buffer | undefined,
     done: (err: AuthError | null, ok: boolean | null) => void,
   ): void => {
-    this.authenticateAsync(client, username, password).then(
+    const certificate = peerCertificateOf(client);
+    // a reconnect with a password this node already verified is answered synchronously
+    if (client.connectRefusal === undefined && username && certificate === undefined) {
+      const known = this.identity.checkVerifiedPassword(username, password, remoteAddressOf(client));
+      if (known !== null) {
+        const err = this.admit(client, known, 'password', null);
+        if (err) done(err, null);
+        else done(null, true);
+        return;
+      }
+    }
+    this.authenticateAsync(client, username, password, certificate).then(
       (err) => {
         if (err) done(err, null);
         else done(null, true);
@@ -124,34 +137,38 @@ export class TenantHooks {
     client: BrokerClient,
     username: string | undefined,
     password: Buffer | undefined,
+    certificate: Buffer | undefined,
   ): Promise<AuthError | null> {
-    const info = client.connectInfo ?? { clean: true, keepalive: 0, protocolVersion: 4 };
     if (client.connectRefusal !== undefined) {
       this.events.connectRefused(client, undefined, 'protocol', client.connectRefusal);
       return refusal(client.connectRefusal, 'protocol');
     }
     // a zero-length username without a password is no credential at all [MQTT-3.1.3-11 allows it]
     if (username === '' && password === undefined) username = undefined;
-    let result: CredentialResult;
-    let authMethod: TenantSession['authMethod'] = 'password';
-    let certificateSerial: string | null = null;
-    const certificate = peerCertificateOf(client);
     if (certificate !== undefined) {
       // a presented certificate decides alone: an invalid one is refused even with a good password
       const checked = await this.certificates.check(certificate, username);
-      result = checked;
-      authMethod = 'certificate';
-      if (checked.ok) certificateSerial = checked.serialNumber;
-    } else if (username === undefined || username === null) {
+      return this.admit(client, checked, 'certificate', checked.ok ? checked.serialNumber : null);
+    }
+    if (username === undefined || username === null) {
       const slug = this.config.anonymousTenant;
       const tenant = slug ? await this.identity.tenantBySlug(slug) : null;
-      result = tenant
+      const result: CredentialResult = tenant
         ? { ok: true, tenant, device: null }
         : { ok: false, returnCode: 5, reason: 'anonymous' };
-      authMethod = 'anonymous';
-    } else {
-      result = await this.identity.checkPassword(username, password, remoteAddressOf(client));
+      return this.admit(client, result, 'anonymous', null);
     }
+    const result = await this.identity.checkPassword(username, password, remoteAddressOf(client));
+    return this.admit(client, result, 'password', null);
+  }
+
+  /** Accepts an identified client into its tenant, or refuses it (tenant limits, client id, will). */
+  private admit(
+    client: BrokerClient,
+    result: CredentialResult,
+    authMethod: TenantSession['authMethod'],
+    certificateSerial: string | null,
+  ): AuthError | null {
     const refuse = (tenant: TenantRuntime | undefined, returnCode: number, reason: string): AuthError => {
       this.events.connectRefused(client, tenant, reason, returnCode);
       return refusal(returnCode, reason);
@@ -160,6 +177,7 @@ export class TenantHooks {
     const { tenant, device } = result;
     if (!this.limits.hasRoom(tenant)) return refuse(tenant, 3, 'max-connections');
 
+    const info = client.connectInfo ?? { clean: true, keepalive: 0, protocolVersion: 4 };
     let deviceClientId = client.requestedClientId ?? '';
     if (deviceClientId === '') {
       // [MQTT-3.1.3-8]: an empty id needs a clean session; [MQTT-3.1.3-6]: otherwise one is assigned
@@ -177,7 +195,6 @@ export class TenantHooks {
       will.topic = mountpoint.mount(will.topic);
     }
 
-    const remoteAddress = remoteAddressOf(client);
     client.id = mountpoint.clientId(deviceClientId);
     client.unmountTopic = mountpoint.unmount;
     client.tenantSession = new TenantSession(
@@ -185,7 +202,7 @@ export class TenantHooks {
       device ? device.name : null,
       deviceClientId,
       acl,
-      remoteAddress,
+      remoteAddressOf(client),
       info.clean,
       info.keepalive,
       info.protocolVersion,

@@ -16,6 +16,8 @@ export class TenantSession {
   /** for the audit log: why the broker disconnected it (a kick), or the error that ended it */
   kickedFor: string | null = null;
   closeError: string | null = null;
+  /** aedes registered the client (its 'client' event): a refused or aborted CONNECT never is */
+  registered = false;
 
   constructor(
     readonly tenant: TenantRuntime,

@@ -8,33 +8,10 @@ import { createCertificateAuthority, GeneratedCertificate, issueClientCertificat
 import type { BrokerClient } from '../session';
 import { ClientCertificateAuth } from './client-certificate-auth';
 import { IdentityService } from './identity.service';
-import type { CertificateSnapshot, TenantSnapshot, TenantSource } from './snapshot';
+import type { CertificateSnapshot, TenantSnapshot } from './snapshot';
+import { FakeTenantSource as FakeSource } from './fake-tenant-source.test-helper';
 
 const DAY = 86_400_000;
-
-/** A TenantSource over plain objects the test edits, as the database would change. */
-class FakeSource implements TenantSource {
-  readonly tenants = new Map<string, TenantSnapshot>();
-
-  async loadTenant(by: { slug: string } | { id: string }): Promise<TenantSnapshot | null> {
-    for (const t of this.tenants.values()) {
-      if ('slug' in by ? t.slug === by.slug : t.id === by.id) return structuredClone(t);
-    }
-    return null;
-  }
-
-  async loadDevice(tenantId: string, name: string) {
-    return this.tenants.get(tenantId)?.devices.find((d) => d.name === name) ?? null;
-  }
-
-  async loadRules() {
-    return [];
-  }
-
-  async loadCertificates(tenantId: string): Promise<CertificateSnapshot[]> {
-    return structuredClone(this.tenants.get(tenantId)?.certificates ?? []);
-  }
-}
 
 const der = (pem: string) => new X509Certificate(pem).raw;
 

@@ -7,7 +7,7 @@ import type { CertificateSnapshot, DeviceSnapshot, TenantSnapshot } from './snap
 import type { BrokerClient } from '../session';
 
 export interface DeviceEntry extends DeviceSnapshot {
-  /** HMAC of the last password bcrypt accepted for this entry: reconnects skip bcrypt */
+  /** keyed digest (IdentityService.digestOf) of the last password bcrypt accepted for this entry: reconnects skip bcrypt */
   verifiedDigest?: Buffer;
   /** the bcrypt comparison in progress for this entry, shared by concurrent connects */
   verifying?: { digest: Buffer; result: Promise<boolean> };

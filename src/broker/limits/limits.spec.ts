@@ -109,7 +109,7 @@ describe('LoginGuard', () => {
 });
 
 describe('BrokerLimits: rate limits', () => {
-  const events: HookEvents = { connectRefused: () => undefined, publishDropped: () => undefined };
+  const events: HookEvents = { connectRefused: () => undefined, publishDropped: () => undefined, sessionClosed: () => undefined };
 
   function setup(limits: Partial<typeof DEFAULT_LIMITS>) {
     const tenant = new TenantRuntime({

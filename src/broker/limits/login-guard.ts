@@ -97,6 +97,8 @@ export class LoginGuard {
   }
 
   lockedOut(address: string | null, username: string, now = Date.now()): Lockout | null {
+    // nothing failed lately: no key to build (every CONNECT asks)
+    if (this.byAddress.size === 0 && this.byPair.size === 0) return null;
     const addr = addressKey(address);
     if (this.byAddress.isLocked(addr, now)) return 'address';
     if (this.byPair.isLocked(pairKey(addr, username), now)) return 'device';
@@ -118,6 +120,7 @@ export class LoginGuard {
   /** A right password clears the pair's failures (not the address's: one known password must not
    * let an address keep guessing others). */
   succeeded(address: string | null, username: string): void {
+    if (this.byPair.size === 0) return;
     this.byPair.forget(pairKey(addressKey(address), username));
   }
 }
