@@ -107,30 +107,30 @@ export class TenantHooks {
     password: Buffer | undefined,
     done: (err: AuthError | null, ok: boolean | null) => void,
   ): void => {
+    const answer = (err: AuthError | null): void => {
+      if (err) done(err, null);
+      else done(null, true);
+    };
+    const failClosed = (err: unknown): void => {
+      // whatever we could not check (database unreachable...) is refused; one log line while
+      // it lasts, not one per connection attempt
+      this.checkFailures.error(`connect check failed, refusing with CONNACK 3: ${(err as Error).message}`);
+      this.events.connectRefused(client, undefined, 'check-failed', 3);
+      done(refusal(3, 'server unavailable'), null);
+    };
     const certificate = peerCertificateOf(client);
     // a reconnect with a password this node already verified is answered synchronously
     if (client.connectRefusal === undefined && username && certificate === undefined) {
-      const known = this.identity.checkVerifiedPassword(username, password, remoteAddressOf(client));
-      if (known !== null) {
-        const err = this.admit(client, known, 'password', null);
-        if (err) done(err, null);
-        else done(null, true);
-        return;
+      let verdict: AuthError | null | undefined;
+      try {
+        const known = this.identity.checkVerifiedPassword(username, password, remoteAddressOf(client));
+        if (known !== null) verdict = this.admit(client, known, 'password', null);
+      } catch (err) {
+        return failClosed(err);
       }
+      if (verdict !== undefined) return answer(verdict);
     }
-    this.authenticateAsync(client, username, password, certificate).then(
-      (err) => {
-        if (err) done(err, null);
-        else done(null, true);
-      },
-      (err: unknown) => {
-        // fail closed: whatever we could not check (database unreachable...) is refused
-        // one line while it lasts (database unreachable...), not one per connection attempt
-        this.checkFailures.error(`connect check failed, refusing with CONNACK 3: ${(err as Error).message}`);
-        this.events.connectRefused(client, undefined, 'check-failed', 3);
-        done(refusal(3, 'server unavailable'), null);
-      },
-    );
+    this.authenticateAsync(client, username, password, certificate).then(answer, failClosed);
   };
 
   private async authenticateAsync(

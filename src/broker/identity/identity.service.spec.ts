@@ -95,5 +95,14 @@ describe('IdentityService: reconnects with a verified password', () => {
     expect(second.id).toBe(first.id);
     expect(identity.bcryptComparisons).toBe(1);
     expect(events.connectRefused).not.toHaveBeenCalled();
+
+    // fail closed there too: what throws while accepting refuses this CONNECT, nothing else
+    jest.spyOn(limits, 'hasRoom').mockImplementation(() => {
+      throw new Error('bookkeeping broke');
+    });
+    let refused: [Error | null, boolean | null] | undefined;
+    hooks.authenticate(client(), 'acme:d1', password, (err, ok) => (refused = [err, ok]));
+    expect(refused?.[0]).toMatchObject({ returnCode: 3 });
+    expect(events.connectRefused).toHaveBeenCalledWith(expect.anything(), undefined, 'check-failed', 3);
   });
 });
