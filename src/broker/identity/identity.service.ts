@@ -148,7 +148,7 @@ export class IdentityService {
     const sep = username.indexOf(':');
     const slug = sep > 0 ? username.slice(0, sep) : '';
     const deviceName = sep > 0 ? username.slice(sep + 1) : '';
-    const tenant = slug ? (this.bySlug.get(slug) ?? (await this.tenantBySlug(slug))) : null;
+    const tenant = slug ? await this.tenantBySlug(slug) : null;
     const device = tenant?.devices.get(deviceName);
     if (!tenant || !device || !device.enabled || !device.passwordHash || !password) {
       // spend the same time as a real check, so unknown names can't be told from wrong passwords
