@@ -43,13 +43,11 @@ export class ConnectionAudit {
   private connected(client: BrokerClient): void {
     const session = client.tenantSession;
     if (session === undefined) return;
-    const tenantId = session.tenant.id;
-    const target = session.deviceName !== null ? `devices/${session.deviceName}` : null;
     this.audit.record({
-      tenantId,
+      tenantId: session.tenant.id,
       type: 'connect',
       actor: 'mqtt',
-      target,
+      target: targetOf(session),
       detail: {
         clientId: session.clientId,
         remoteAddress: session.remoteAddress,
@@ -69,7 +67,7 @@ export class ConnectionAudit {
       tenantId: session.tenant.id,
       type: kicked ? 'kick' : 'disconnect',
       actor: kicked ? 'broker' : 'mqtt',
-      target: session.deviceName !== null ? `devices/${session.deviceName}` : null,
+      target: targetOf(session),
       detail: {
         clientId: session.clientId,
         reason: session.kickedFor ?? (graceful ? 'client-disconnect' : (session.closeError ?? 'connection-closed')),
@@ -79,6 +77,10 @@ export class ConnectionAudit {
       },
     });
   }
+}
+
+function targetOf(session: TenantSession): string | null {
+  return session.deviceName !== null ? `devices/${session.deviceName}` : null;
 }
 
 function cut(s: string | undefined): string | undefined {
