@@ -121,6 +121,7 @@ export class TenantHooks {
     const certificate = peerCertificateOf(client);
     // a reconnect with a password this node already verified is answered synchronously
     if (client.connectRefusal === undefined && username && certificate === undefined) {
+      // done() runs outside the try: an exception from aedes' side must not be answered twice
       let verdict: AuthError | null | undefined;
       try {
         const known = this.identity.checkVerifiedPassword(username, password, remoteAddressOf(client));
