@@ -33,6 +33,7 @@ const USAGE = `usage: npm run bench [-- options]
   --storm-cached-rounds=N  cached (round 2) connect storms per server, median reported (default 5, quick 1)
   --storm-devices=N --idle-connections=N --sessions=N --acl-rules=N --acl-tenants=N
   --node-args="A B"       extra node flags for the node servers (bare aedes and the service), e.g. "--max-semi-space-size=32"
+  --gen-node-args="A B"   extra node flags for the load generators, e.g. "--trace-gc"
   --service-dir=DIR       run the service built in another checkout (default: this repo), e.g. to compare commits
   --keep-tmp              keep the temp dir (logs, data dirs)
 `;
@@ -91,7 +92,7 @@ function params(o) {
       soakSeconds: num('soak-seconds', 20), soakSampleMs: 2000,
     }
     : {
-      quick, reps: num('reps', 3), retries: num('retries', 1), warmupMs: 1500, durationMs: 5000, latencyRate: 2000, latencyMs: 8000,
+      quick, reps: num('reps', 3), retries: num('retries', 1), warmupMs: 1500, durationMs: 5000, latencyRate: 2000, latencyMs: 4000,
       stormDevices: num('storm-devices', 2000), stormCachedRounds: num('storm-cached-rounds', 5), stormConcurrency: 100, probeQuietMs: 3000,
       idleConnections: num('idle-connections', 19000), sessions: num('sessions', 10000), sessionPasses: 3,
       deviceCreations: 200, aclRules: num('acl-rules', 1000), aclTenants: num('acl-tenants', 1000),
@@ -235,6 +236,7 @@ async function main() {
     }
   }
 
+  const genNodeArgs = o['gen-node-args'] ? String(o['gen-node-args']).split(/\s+/).filter(Boolean) : [];
   if (o['node-args']) {
     const extra = String(o['node-args']).split(/\s+/).filter(Boolean);
     for (const s of servers) if (s.kind !== 'mosquitto') s.nodeArgs = [...extra, ...(s.nodeArgs || [])];
@@ -261,7 +263,7 @@ async function main() {
     lastRaw: (scenario, key) => raw[scenario]?.[key],
     /** generator process i (created on first use, reused, all pinned to the generator cpus) */
     gen: (i = 0) => {
-      while (workers.length <= i) workers.push(new Worker({ cpus: genCpus, label: `gen${workers.length}` }));
+      while (workers.length <= i) workers.push(new Worker({ cpus: genCpus, label: `gen${workers.length}`, nodeArgs: genNodeArgs }));
       return workers[i];
     },
     /** a throwaway worker pinned like a server (bcrypt ceiling) */

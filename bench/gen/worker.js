@@ -511,7 +511,16 @@ async function rateStop(a) {
   st.stopping = true;
   destroyAll(st.conns);
   rateSessions.delete(name);
-  return { latency: st.hist.summary(), sent: st.sent, received: st.recv, skipped: st.skipped, throttled: st.throttled, errors: st.errors };
+  return {
+    latency: st.hist.summary(), sent: st.sent, received: st.recv, skipped: st.skipped, throttled: st.throttled, errors: st.errors,
+    worst: st.samplesT === null ? undefined : worstSamples(st, a.worst ?? 20),
+  };
+}
+
+/** the n slowest samples as [epoch ms, latency ms], in time order: to line up with a server's GC trace */
+function worstSamples(st, n) {
+  const idx = Array.from({ length: st.nSamples }, (_, i) => i).sort((x, y) => st.samplesL[y] - st.samplesL[x]).slice(0, n);
+  return idx.sort((x, y) => x - y).map((i) => [Math.round(st.samplesT[i]), +st.samplesL[i].toFixed(3)]);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -112,9 +112,9 @@ function stopChild(child, graceMs = 5000, signal = 'SIGTERM') {
 
 /** a load-generator process (gen/worker.js) pinned to `cpus`, called over IPC */
 class Worker {
-  constructor({ cpus, label }) {
+  constructor({ cpus, label, nodeArgs = [] }) {
     this.label = label;
-    this.child = spawnPinned(process.execPath, [path.join(__dirname, '..', 'gen', 'worker.js')], {
+    this.child = spawnPinned(process.execPath, [...nodeArgs, path.join(__dirname, '..', 'gen', 'worker.js')], {
       cpus, stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     this.seq = 0;
