@@ -11,7 +11,7 @@ const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const { Worker, taskset, tryExec } = require('./lib/proc');
-const { AedesServer, MosquittoServer, ServiceServer, Postgres, ensureBuild, REPO } = require('./lib/servers');
+const { AedesServer, MosquittoServer, ServiceServer, Postgres, ensureBuild, startFlags, REPO } = require('./lib/servers');
 const { evaluate, table, SERVICE } = require('./lib/report');
 
 const SCENARIOS = ['fanin', 'fanout', 'latency', 'storm', 'idle', 'acl', 'control', 'soak'].map((n) => require(`./scenarios/${n}`));
@@ -197,6 +197,8 @@ async function main() {
     const serviceDir = o['service-dir'] ? path.resolve(String(o['service-dir'])) : REPO;
     machine.serviceDir = serviceDir;
     machine.serviceCommit = tryExec('git', ['-C', serviceDir, 'rev-parse', '--short', 'HEAD']);
+    // the service runs with the node flags of its `npm start`; bare aedes with node's defaults
+    machine.serviceStartFlags = startFlags(serviceDir);
     const b = ensureBuild(log, serviceDir);
     if (!b.ok) {
       notes.push(`service not measured: ${b.reason}`);
@@ -358,7 +360,8 @@ async function main() {
   process.stdout.write(`\n${text}\n\n`);
   if (notes.length) process.stdout.write(`notes:\n${notes.map((n) => `  - ${n}`).join('\n')}\n`);
   process.stdout.write(`machine: ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}, aedes ${machine.aedes}` +
-    `${machine.mosquitto ? `, mosquitto ${machine.mosquitto}` : ''}; load average at start ${machine.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}\n`);
+    `${machine.mosquitto ? `, mosquitto ${machine.mosquitto}` : ''}; load average at start ${machine.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}` +
+    `${machine.serviceStartFlags?.length ? `; service node flags (npm start): ${machine.serviceStartFlags.join(' ')}` : ''}\n`);
   const misses = out.misses;
   process.stdout.write(misses.length ? `targets missed: ${misses.join(', ')}\n` : 'targets: no miss among the figures measured\n');
 

@@ -169,6 +169,16 @@ class MosquittoServer extends BaseServer {
   }
 }
 
+/**
+ * The node flags `npm start` gives the service (package.json: "start": "node <flags> dist/src/main.js"):
+ * the bench measures the service as it is run, settings included.
+ */
+function startFlags(dir) {
+  const start = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).scripts?.start ?? '';
+  const m = /^node\s+(.*?)\s*dist\/src\/main\.js$/.exec(start.trim());
+  return m ? m[1].split(/\s+/).filter(Boolean) : [];
+}
+
 /** our service; `db` is 'pglite' or 'postgres' (then `databaseUrl`) */
 class ServiceServer extends BaseServer {
   constructor({ db, databaseUrl, dir = REPO, ...o }) {
@@ -194,7 +204,7 @@ class ServiceServer extends BaseServer {
     delete env.DATABASE_URL;
     delete env.REDIS_URL;
     if (this.db === 'postgres') env.DATABASE_URL = this.databaseUrl;
-    const args = [...(this.nodeArgs || []), path.join(this.dir, 'dist', 'src', 'main.js')];
+    const args = [...startFlags(this.dir), ...(this.nodeArgs || []), path.join(this.dir, 'dist', 'src', 'main.js')];
     this.child = spawnPinned(process.execPath, args, { cpus: this.cpus, cwd: this.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const j = await waitListening(this.child, this.label, logFile, 120000);
     this.ports = j;
@@ -324,4 +334,4 @@ class Postgres {
   }
 }
 
-module.exports = { AedesServer, MosquittoServer, ServiceServer, Postgres, ensureBuild, REPO };
+module.exports = { AedesServer, MosquittoServer, ServiceServer, Postgres, ensureBuild, startFlags, REPO };
