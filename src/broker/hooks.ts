@@ -16,6 +16,12 @@ type AuthError = Error & { returnCode: number };
 
 const refusal = (returnCode: number, reason: string): AuthError => Object.assign(new Error(reason), { returnCode });
 
+/** aedes' authenticate callback: (null, true) to accept, (error, null) to refuse */
+function answer(err: AuthError | null, done: (err: AuthError | null, ok: boolean | null) => void): void {
+  if (err) done(err, null);
+  else done(null, true);
+}
+
 interface InboundPacket {
   cmd: string;
   topic?: string;
@@ -107,17 +113,6 @@ export class TenantHooks {
     password: Buffer | undefined,
     done: (err: AuthError | null, ok: boolean | null) => void,
   ): void => {
-    const answer = (err: AuthError | null): void => {
-      if (err) done(err, null);
-      else done(null, true);
-    };
-    const failClosed = (err: unknown): void => {
-      // whatever we could not check (database unreachable...) is refused; one log line while
-      // it lasts, not one per connection attempt
-      this.checkFailures.error(`connect check failed, refusing with CONNACK 3: ${(err as Error).message}`);
-      this.events.connectRefused(client, undefined, 'check-failed', 3);
-      done(refusal(3, 'server unavailable'), null);
-    };
     const certificate = peerCertificateOf(client);
     // a reconnect with a password this node already verified is answered synchronously
     if (client.connectRefusal === undefined && username && certificate === undefined) {
@@ -127,12 +122,23 @@ export class TenantHooks {
         const known = this.identity.checkVerifiedPassword(username, password, remoteAddressOf(client));
         if (known !== null) verdict = this.admit(client, known, 'password', null);
       } catch (err) {
-        return failClosed(err);
+        return this.failClosed(client, err, done);
       }
-      if (verdict !== undefined) return answer(verdict);
+      if (verdict !== undefined) return answer(verdict, done);
     }
-    this.authenticateAsync(client, username, password, certificate).then(answer, failClosed);
+    // the closures only on this path: the synchronous one above allocates none
+    this.authenticateAsync(client, username, password, certificate).then(
+      (err) => answer(err, done),
+      (err: unknown) => this.failClosed(client, err, done),
+    );
   };
+
+  /** Whatever we could not check (database unreachable...) is refused: one log line while it lasts, not one per attempt. */
+  private failClosed(client: BrokerClient, err: unknown, done: (err: AuthError | null, ok: boolean | null) => void): void {
+    this.checkFailures.error(`connect check failed, refusing with CONNACK 3: ${(err as Error).message}`);
+    this.events.connectRefused(client, undefined, 'check-failed', 3);
+    done(refusal(3, 'server unavailable'), null);
+  }
 
   private async authenticateAsync(
     client: BrokerClient,
