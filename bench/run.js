@@ -238,9 +238,10 @@ async function main() {
     }
   }
 
-  const genNodeArgs = o['gen-node-args'] ? String(o['gen-node-args']).split(/\s+/).filter(Boolean) : [];
+  const flags = (key) => (o[key] ? String(o[key]).split(/\s+/).filter(Boolean) : []);
+  const genNodeArgs = flags('gen-node-args');
   if (o['node-args']) {
-    const extra = String(o['node-args']).split(/\s+/).filter(Boolean);
+    const extra = flags('node-args');
     for (const s of servers) if (s.kind !== 'mosquitto') s.nodeArgs = [...extra, ...(s.nodeArgs || [])];
     machine.serverNodeArgs = extra;
   }

@@ -9,6 +9,7 @@ module.exports = {
   title: 'latency at a fixed 2,000 msg/s (10 publishers -> 1 wildcard subscriber), QoS 0 and 1',
   async run(ctx) {
     const rate = ctx.p.latencyRate;
+    const warmupMs = ctx.p.quick ? 500 : 1000;
     ctx.quietLatency ??= {};
     for (const qos of [0, 1]) {
       // a p99 of a few thousand samples moves with every scheduler hiccup of a shared 2-core
@@ -22,10 +23,10 @@ module.exports = {
         const tag = `${ctx.rid}q${qos}r${rep}`;
         await g.call('rateStart', {
           ...ctx.target(s), name: 'lat', mode: 'wildcard', n: 10, qos, rate, payload: 64,
-          topicPrefix: `lat/${tag}`, clientPrefix: `lat-${tag}`, warmupMs: ctx.p.quick ? 500 : 1000,
-          keepSamples: true, maxSamples: 4 * rate * ((ctx.p.quick ? 500 : 1000) + ctx.p.latencyMs) / 1000,
+          topicPrefix: `lat/${tag}`, clientPrefix: `lat-${tag}`, warmupMs,
+          keepSamples: true, maxSamples: 4 * rate * (warmupMs + ctx.p.latencyMs) / 1000,
         });
-        await ctx.sleep((ctx.p.quick ? 500 : 1000) + ctx.p.latencyMs);
+        await ctx.sleep(warmupMs + ctx.p.latencyMs);
         const r = await g.call('rateStop', { name: 'lat' });
         if (r.received < r.sent * 0.99) ctx.note(`latency ${s.name} QoS ${qos}: received ${r.received} of ${r.sent}`);
         return r;
