@@ -20,7 +20,8 @@ const ALIASES = { 1: 'fanin', 2: 'fanout', 3: 'latency', 4: 'storm', 5: 'idle', 
 const USAGE = `usage: npm run bench [-- options]
   --quick                 seconds-long smoke run (small counts, PGlite only unless --servers says otherwise, no soak, no file unless --out)
   --only=a,b              scenarios: ${SCENARIOS.map((s) => s.name).join(', ')} (or 1-8)
-  --servers=a,b           columns: aedes, service, service-pg, mosquitto (default: all available; aedes is always run)
+  --servers=a,b           columns: aedes, service, service-pg, mosquitto (default: all available; aedes is always run),
+                          and aedes-coalesced (bare aedes + the service's write coalescing; only when asked for)
   --soak-seconds=N        soak duration per server (default 600; full mode only)
   --soak-rate=N           offered soak rate in msg/s instead of half the measured QoS 1 saturation
   --reps=N                repetitions of the throughput/latency measurements (default 3, quick 1)
@@ -187,6 +188,11 @@ async function main() {
   const wanted = new Set(o.servers ? String(o.servers).split(',') : ['aedes', 'service', 'service-pg', 'mosquitto']);
   wanted.add('aedes');
   const servers = [new AedesServer({ cpus: serverCpus, tmp })];
+  if (wanted.has('aedes-coalesced')) {
+    const b = ensureBuild(log, REPO);
+    if (b.ok) servers.push(new AedesServer({ cpus: serverCpus, tmp, coalesce: true }));
+    else notes.push(`aedes-coalesced not measured: ${b.reason}`);
+  }
   let pg = null;
   const everyServer = [];
   cleanups.push(async () => {
@@ -234,7 +240,7 @@ async function main() {
     for (const s of servers) {
       if (s.kind === 'mosquitto') continue;
       s.nodeArgs = ['-r', path.join(__dirname, 'lib', 'profiler.js')];
-      s.extraEnv = { BENCH_PROF_CTL: profCtl, BENCH_PROF_DIR: profDir };
+      s.extraEnv = { ...s.extraEnv, BENCH_PROF_CTL: profCtl, BENCH_PROF_DIR: profDir };
     }
   }
 

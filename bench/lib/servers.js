@@ -104,14 +104,16 @@ class BaseServer {
 }
 
 class AedesServer extends BaseServer {
+  /** o.coalesce: the `aedes-coalesced` column (bare aedes + the service's write coalescing) */
   constructor(o) {
-    super({ name: 'aedes', label: 'bare aedes', ...o });
+    super(o.coalesce ? { name: 'aedes-coalesced', label: 'bare aedes + coalesced writes', ...o } : { name: 'aedes', label: 'bare aedes', ...o });
     this.kind = 'aedes';
     this.anonymous = true;
+    if (o.coalesce) this.extraEnv = { BENCH_AEDES_COALESCE: '1' };
   }
 
   async start() {
-    const logFile = path.join(this.tmp, `aedes.log`);
+    const logFile = path.join(this.tmp, `${this.name}.log`);
     const args = [...(this.nodeArgs || []), path.join(__dirname, '..', 'servers', 'aedes.js')];
     this.child = spawnPinned(process.execPath, args, {
       cpus: this.cpus, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOST: '127.0.0.1', ...this.extraEnv },

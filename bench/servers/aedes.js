@@ -4,6 +4,8 @@
 // line {"msg":"listening","mqtt":<port>,"http":<port>} once ready; the http port serves a
 // tiny /metrics with the same event-loop and heap figures as the service's prom-client
 // defaults (event-loop lag percentiles reset at each scrape, as prom-client does).
+// BENCH_AEDES_COALESCE=1 (the `aedes-coalesced` column): the same, plus the service's
+// coalesceWrites on every socket, to show what that one change would give aedes itself.
 
 const net = require('node:net');
 const http = require('node:http');
@@ -13,7 +15,15 @@ const { Aedes } = require('aedes');
 async function main() {
   const host = process.env.HOST || '127.0.0.1';
   const broker = await Aedes.createBroker();
-  const server = net.createServer({ noDelay: true }, broker.handle);
+  let handle = broker.handle;
+  if (process.env.BENCH_AEDES_COALESCE === '1') {
+    const { coalesceWrites } = require('../../dist/src/broker/protocol/harden.js');
+    handle = (socket) => {
+      coalesceWrites(socket);
+      broker.handle(socket);
+    };
+  }
+  const server = net.createServer({ noDelay: true }, handle);
   await new Promise((resolve) => server.listen(Number(process.env.MQTT_PORT || 0), host, resolve));
 
   const lag = monitorEventLoopDelay({ resolution: 10 });

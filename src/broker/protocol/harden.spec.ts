@@ -1,6 +1,8 @@
-import mqtt, { type IPublishPacket } from 'mqtt-packet';
+import { once } from 'node:events';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import mqtt, { type IPublishPacket, type Packet } from 'mqtt-packet';
 import { RawClient, startBareBroker, type BareBroker } from '../../../test/helpers/raw-mqtt';
-import { droppedMessages, hardenClient, setMaxPacketSize, type HardenableClient, type HardenOptions } from './harden';
+import { coalesceWrites, droppedMessages, hardenClient, setMaxPacketSize, type HardenableClient, type HardenOptions } from './harden';
 import { MAX_TOPIC_LEVELS } from './topics';
 import { validateConnect } from './validate-connect';
 
@@ -240,6 +242,101 @@ describe('hardenClient: deadlines and slow clients', () => {
       for (const c of [healthy, pub]) c.end();
     } finally {
       await b.close();
+    }
+  });
+});
+
+describe('coalesceWrites', () => {
+  /** a connected TCP pair: `server` is the broker's end */
+  async function socketPair(): Promise<{ server: Socket; client: Socket; close(): void }> {
+    const listener = createServer();
+    listener.listen(0, '127.0.0.1');
+    await once(listener, 'listening');
+    const accepted = once(listener, 'connection');
+    const client = connect((listener.address() as AddressInfo).port, '127.0.0.1');
+    const [server] = (await accepted) as [Socket];
+    return {
+      server,
+      client,
+      close: () => {
+        client.destroy();
+        server.destroy();
+        listener.close();
+      },
+    };
+  }
+
+  const publish = (n: number) => ({ cmd: 'publish', topic: `t/${n}`, payload: Buffer.from(`m${n}`), qos: 0, retain: false, dup: false }) as const;
+
+  /** writes `count` packets the way aedes does (mqtt-packet), each from a tick after the previous one's uncork */
+  function writeInSuccessiveTicks(socket: Socket, count: number, n = 0): void {
+    mqtt.writeToStream(publish(n) as never, socket);
+    if (n + 1 < count) process.nextTick(() => process.nextTick(() => writeInSuccessiveTicks(socket, count, n + 1)));
+  }
+
+  function receive(socket: Socket, count: number): Promise<Packet[]> {
+    return new Promise((resolve) => {
+      const packets: Packet[] = [];
+      const parser = mqtt.parser();
+      parser.on('packet', (p: Packet) => packets.push(p));
+      const onData = (data: Buffer): void => {
+        parser.parse(data);
+        if (packets.length < count) return;
+        socket.off('data', onData);
+        resolve(packets);
+      };
+      socket.on('data', onData);
+    });
+  }
+
+  it('sends the packets written during one turn of the event loop in one system call, in order', async () => {
+    const { server, client, close } = await socketPair();
+    try {
+      coalesceWrites(server);
+      const writev = jest.spyOn(server as unknown as { _writev: () => void }, '_writev');
+      const write = jest.spyOn(server as unknown as { _write: () => void }, '_write');
+      const received = receive(client, 5);
+      writeInSuccessiveTicks(server, 5);
+      const packets = await received;
+      expect(packets.map((p) => (p as IPublishPacket).topic)).toEqual(['t/0', 't/1', 't/2', 't/3', 't/4']);
+      expect(writev).toHaveBeenCalledTimes(1);
+      expect(write).not.toHaveBeenCalled();
+
+      // the next turn's packets go out on their own, without waiting for any further write
+      const again = receive(client, 2);
+      writeInSuccessiveTicks(server, 2);
+      expect((await again).map((p) => (p as IPublishPacket).topic)).toEqual(['t/0', 't/1']);
+      expect(writev).toHaveBeenCalledTimes(2);
+    } finally {
+      close();
+    }
+  });
+
+  it('without it, mqtt-packet alone makes one system call per packet (what it saves)', async () => {
+    const { server, client, close } = await socketPair();
+    try {
+      const writev = jest.spyOn(server as unknown as { _writev: () => void }, '_writev');
+      const received = receive(client, 3);
+      writeInSuccessiveTicks(server, 3);
+      await received;
+      expect(writev).toHaveBeenCalledTimes(3);
+    } finally {
+      close();
+    }
+  });
+
+  it('loses nothing written before the socket is ended in the same turn', async () => {
+    const { server, client, close } = await socketPair();
+    try {
+      coalesceWrites(server);
+      const received = receive(client, 2);
+      mqtt.writeToStream(publish(0) as never, server);
+      mqtt.writeToStream(publish(1) as never, server);
+      server.end();
+      expect((await received).map((p) => (p as IPublishPacket).topic)).toEqual(['t/0', 't/1']);
+      await once(client, 'end');
+    } finally {
+      close();
     }
   });
 });
