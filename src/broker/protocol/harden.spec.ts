@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { createServer, connect, Socket, type AddressInfo } from 'node:net';
 import mqtt, { type IPublishPacket, type Packet } from 'mqtt-packet';
 import { RawClient, startBareBroker, type BareBroker } from '../../../test/helpers/raw-mqtt';
 import { coalesceWrites, droppedMessages, hardenClient, setMaxPacketSize, type HardenableClient, type HardenOptions } from './harden';
@@ -129,6 +129,17 @@ describe('hardenClient: the strict reader', () => {
     c.send({ cmd: 'pingreq' });
     expect(await c.next()).toMatchObject({ cmd: 'pingresp' });
     c.end();
+  });
+
+  it('coalesces the writes of every TCP connection (coalesceWrites, tested below)', async () => {
+    const { client } = await RawClient.connected(b.port);
+    try {
+      const conn = b.clients.at(-1)?.conn as Socket;
+      expect(conn).toBeInstanceOf(Socket);
+      expect(conn.cork).not.toBe(Socket.prototype.cork);
+    } finally {
+      client.end();
+    }
   });
 
   it('keeps the connection on an unsolicited but well-formed acknowledgement', async () => {

@@ -118,8 +118,11 @@ let flushing: Socket[] = [];
  * 50,000 messages a second costs 50,000 writev calls (a quarter of the broker's CPU in the
  * fan-in benchmark, for bare aedes too). The first cork of a turn takes one more, released
  * for every such socket together by one setImmediate. That runs in the same turn, right after
- * the reads that caused the writes, so no message waits for a later event. TCP and TLS sockets
- * only: a WebSocket stream turns each chunk into a frame whatever we do.
+ * the reads that caused the writes (writes made by later immediates of that turn go out in the
+ * next one, whose poll does not block while immediates are pending), so no message waits for
+ * another event. The price: a message read in the same poll phase as others waits for all of
+ * them, ~0.2 ms at p99 on a quiet broker (README, Performance). TCP and TLS sockets only: a
+ * WebSocket stream turns each chunk into a frame.
  */
 export function coalesceWrites(socket: Socket): void {
   socket.cork = corkUntilEndOfTurn;
