@@ -20,10 +20,12 @@ export interface ApiKeyView {
   id: string;
   name: string;
   createdAt: string;
+  /** the last request authenticated with it, to within LAST_USED_RESOLUTION_MS; null if never used */
+  lastUsedAt: string | null;
 }
 
 export function apiKeyView(k: ApiKey): ApiKeyView {
-  return { id: k.id, name: k.name, createdAt: k.createdAt.toISOString() };
+  return { id: k.id, name: k.name, createdAt: k.createdAt.toISOString(), lastUsedAt: k.lastUsedAt?.toISOString() ?? null };
 }
 
 @Injectable()
@@ -31,13 +33,13 @@ export class ApiKeysService {
   constructor(private readonly prisma: PrismaService) {}
 
   /** The only time the key exists outside the caller's hands: it is stored as SHA-256 only. */
-  async create(tenant: Tenant, name: string): Promise<ApiKeyView & { key: string }> {
+  async create(tenant: Tenant, name: string): Promise<Omit<ApiKeyView, 'lastUsedAt'> & { key: string }> {
     const key = newApiKey();
     try {
       const row = await this.prisma.db.apiKey.create({
         data: { id: newId(), tenantId: tenant.id, name, keyHash: hashApiKey(key) },
       });
-      return { ...apiKeyView(row), key };
+      return { id: row.id, name: row.name, createdAt: row.createdAt.toISOString(), key };
     } catch (err) {
       if (isUniqueViolation(err)) throw conflict(`an API key named "${name}" already exists`);
       throw err;

@@ -4,6 +4,7 @@ import {
   ExecutionContext,
   Inject,
   Injectable,
+  Logger,
   SetMetadata,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
@@ -12,6 +13,7 @@ import type { FastifyRequest } from 'fastify';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { PrismaService } from '../database/prisma.service';
 import { AppError } from './errors';
+import { ThrottledLog } from './throttled-log';
 
 /** Who is calling: derived once from the bearer token, then passed explicitly. */
 export type Principal = { kind: 'operator' } | { kind: 'tenant-key'; tenantId: string; keyId: string };
@@ -35,6 +37,9 @@ export function actorOf(principal: Principal): string {
   return principal.kind === 'operator' ? 'operator' : `api-key:${principal.keyId}`;
 }
 
+/** An API key's lastUsedAt is written at most this often: a busy key costs one write a minute. */
+export const LAST_USED_RESOLUTION_MS = 60_000;
+
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
 }
@@ -43,6 +48,7 @@ export function hashApiKey(key: string): string {
 @Injectable()
 export class AuthGuard implements CanActivate {
   private readonly adminTokenDigest: Buffer;
+  private readonly lastUsedFailures = new ThrottledLog(new Logger('ApiKeys'));
 
   constructor(
     private readonly reflector: Reflector,
@@ -73,8 +79,16 @@ export class AuthGuard implements CanActivate {
     if (timingSafeEqual(digest, this.adminTokenDigest)) return { kind: 'operator' };
     const key = await this.prisma.db.apiKey.findUnique({
       where: { keyHash: digest.toString('hex') },
-      select: { id: true, tenantId: true },
+      select: { id: true, tenantId: true, lastUsedAt: true },
     });
-    return key ? { kind: 'tenant-key', tenantId: key.tenantId, keyId: key.id } : null;
+    if (!key) return null;
+    const now = new Date();
+    if (key.lastUsedAt === null || now.getTime() - key.lastUsedAt.getTime() >= LAST_USED_RESOLUTION_MS) {
+      // bookkeeping: a failed write must not fail the request it describes
+      await this.prisma.db.apiKey
+        .updateMany({ where: { id: key.id }, data: { lastUsedAt: now } })
+        .catch((err: Error) => this.lastUsedFailures.error(`could not record an API key's last use: ${err.message}`));
+    }
+    return { kind: 'tenant-key', tenantId: key.tenantId, keyId: key.id };
   }
 }

@@ -47,7 +47,7 @@ describe(`admin API (${databaseKind()})`, () => {
 
       const listed = await app.api('GET', '/api/v1/tenants/alpha/api-keys');
       expect(listed.status).toBe(200);
-      expect(listed.body.items).toEqual([{ id, name: 'ci', createdAt: created.body.createdAt }]);
+      expect(listed.body.items).toEqual([{ id, name: 'ci', createdAt: created.body.createdAt, lastUsedAt: null }]);
       // stored as SHA-256, never as the key
       const row = await app.running.app.get(PrismaService).db.apiKey.findUniqueOrThrow({ where: { id } });
       expect(row.keyHash).toMatch(/^[0-9a-f]{64}$/);
@@ -55,7 +55,12 @@ describe(`admin API (${databaseKind()})`, () => {
       expect(JSON.stringify(listed.body)).not.toContain(row.keyHash);
 
       // the key reaches its tenant's routes
+      const firstUse = Date.now();
       expect((await app.api('GET', '/api/v1/tenants/alpha', undefined, key)).status).toBe(200);
+      const lastUsedAt = (await app.api('GET', '/api/v1/tenants/alpha/api-keys')).body.items[0].lastUsedAt;
+      // stamped by the service's clock, like firstUse
+      expect(Date.parse(lastUsedAt)).toBeGreaterThanOrEqual(firstUse);
+      expect(Date.parse(lastUsedAt)).toBeLessThanOrEqual(Date.now());
       expect((await app.api('GET', '/api/v1/tenants/alpha/devices', undefined, key)).body.items.map((d: any) => d.name)).toEqual(['d1', 'd2']);
       const made = await app.api('POST', '/api/v1/tenants/alpha/devices', { name: 'by-key' }, key);
       expect(made.status).toBe(201);
@@ -63,6 +68,8 @@ describe(`admin API (${databaseKind()})`, () => {
       // GET /tenants lists its own tenant only
       const tenants = await app.api('GET', '/api/v1/tenants', undefined, key);
       expect(tenants.body.items.map((t: any) => t.slug)).toEqual(['alpha']);
+      // written once a minute at most, not on every request
+      expect((await app.api('GET', '/api/v1/tenants/alpha/api-keys')).body.items[0].lastUsedAt).toBe(lastUsedAt);
 
       // revoked: refused at the next request
       expect((await app.api('DELETE', `/api/v1/tenants/alpha/api-keys/${id}`)).status).toBe(204);
