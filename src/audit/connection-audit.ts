@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { BrokerService } from '../broker/broker.service';
+import { deviceNameOf } from '../broker/identity/username';
 import { remoteAddressOf, type BrokerClient, type TenantSession } from '../broker/session';
 import { DEVICE_NAME_PATTERN } from '../devices/device.dto';
 import { AuditService } from './audit.service';
@@ -20,12 +21,12 @@ export class ConnectionAudit {
       connectRefused: (client, tenant, reason, returnCode) => {
         if (tenant === undefined) return;
         const username = client.connectInfo?.username;
-        const device = username !== undefined ? username.slice(username.indexOf(':') + 1) : undefined;
+        const device = username !== undefined ? deviceNameOf(username) : null;
         this.audit.record({
           tenantId: tenant.id,
           type: 'connect.refused',
           actor: 'mqtt',
-          target: device !== undefined && DEVICE_NAME_PATTERN.test(device) ? `devices/${device}` : null,
+          target: device !== null && DEVICE_NAME_PATTERN.test(device) ? `devices/${device}` : null,
           detail: { reason, returnCode, clientId: cut(client.requestedClientId), remoteAddress: remoteAddressOf(client) },
         });
       },

@@ -8,6 +8,7 @@ import { isSysFilter } from '../tenancy/mountpoint';
 import type { BrokerClient } from '../session';
 import { DeviceEntry, TenantRuntime } from './tenant-runtime';
 import { Invalidation, TENANT_SOURCE, TenantSource } from './snapshot';
+import { deviceNameOf, tenantSlugOf } from './username';
 
 export type ConnectRefusal = 2 | 3 | 4 | 5;
 
@@ -101,8 +102,8 @@ export class IdentityService {
   async checkPassword(username: string, password: Buffer | undefined, address: string | null = null): Promise<CredentialResult> {
     const lockout = this.loginGuard.lockedOut(address, username);
     if (lockout !== null) {
-      const sep = username.indexOf(':');
-      const tenant = sep > 0 ? this.bySlug.get(username.slice(0, sep)) : undefined;
+      const slug = tenantSlugOf(username);
+      const tenant = slug !== null ? this.bySlug.get(slug) : undefined;
       return { ok: false, returnCode: 5, reason: `locked-out-${lockout}`, tenant };
     }
     const result = await this.verifyPassword(username, password);
@@ -121,11 +122,11 @@ export class IdentityService {
    * unknown or uncached tenant, a password not verified yet or a different one, a lockout.
    */
   checkVerifiedPassword(username: string, password: Buffer | undefined, address: string | null): CredentialResult | null {
-    const sep = username.indexOf(':');
-    if (sep <= 0 || password === undefined) return null;
-    const tenant = this.bySlug.get(username.slice(0, sep));
+    const slug = tenantSlugOf(username);
+    if (slug === null || password === undefined) return null;
+    const tenant = this.bySlug.get(slug);
     if (tenant === undefined || tenant.requireClientCertificates) return null;
-    const device = tenant.devices.get(username.slice(sep + 1));
+    const device = tenant.devices.get(deviceNameOf(username) as string);
     const verified = device?.verifiedDigest;
     if (device === undefined || verified === undefined || !device.enabled || !device.passwordHash) return null;
     if (!timingSafeEqual(verified, this.digestOf(password))) return null;
@@ -145,9 +146,8 @@ export class IdentityService {
   }
 
   private async verifyPassword(username: string, password: Buffer | undefined): Promise<CredentialResult> {
-    const sep = username.indexOf(':');
-    const slug = sep > 0 ? username.slice(0, sep) : '';
-    const deviceName = sep > 0 ? username.slice(sep + 1) : '';
+    const slug = tenantSlugOf(username);
+    const deviceName = deviceNameOf(username) ?? '';
     const tenant = slug ? await this.tenantBySlug(slug) : null;
     const device = tenant?.devices.get(deviceName);
     if (!tenant || !device || !device.enabled || !device.passwordHash || !password) {
