@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { createServer, connect, Socket, type AddressInfo } from 'node:net';
 import mqtt, { type IPublishPacket, type Packet } from 'mqtt-packet';
 import { RawClient, startBareBroker, type BareBroker } from '../../../test/helpers/raw-mqtt';
-import { coalesceWrites, droppedMessages, hardenClient, setMaxPacketSize, type HardenableClient, type HardenOptions } from './harden';
+import { BUSY_TURN_PACKETS, coalesceWrites, droppedMessages, hardenClient, setMaxPacketSize, type HardenableClient, type HardenOptions } from './harden';
 import { MAX_TOPIC_LEVELS } from './topics';
 import { validateConnect } from './validate-connect';
 
@@ -300,24 +300,54 @@ describe('coalesceWrites', () => {
     });
   }
 
-  it('sends the packets written during one turn of the event loop in one system call, in order', async () => {
+  /** a turn with BUSY_TURN_PACKETS packets or more (on another socket): the next turn holds its writes */
+  async function busyTurn(): Promise<void> {
+    const other = await socketPair();
+    try {
+      coalesceWrites(other.server);
+      const received = receive(other.client, BUSY_TURN_PACKETS);
+      for (let i = 0; i < BUSY_TURN_PACKETS; i++) mqtt.writeToStream(publish(i) as never, other.server);
+      // the busy turn's own end comes before the data arrives: the turn after it is the held one
+      await new Promise((resolve) => setImmediate(resolve));
+      await received;
+    } finally {
+      other.close();
+    }
+  }
+
+  it('on a busy broker, sends the packets of one turn in one system call, in order', async () => {
     const { server, client, close } = await socketPair();
     try {
       coalesceWrites(server);
       const writev = jest.spyOn(server as unknown as { _writev: () => void }, '_writev');
       const write = jest.spyOn(server as unknown as { _write: () => void }, '_write');
-      const received = receive(client, 5);
+      await busyTurn();
+      const received = receive(client, BUSY_TURN_PACKETS);
+      for (let i = 0; i < BUSY_TURN_PACKETS; i++) mqtt.writeToStream(publish(i) as never, server);
+      await received;
+      writev.mockClear();
+      // still busy (the last turn wrote BUSY_TURN_PACKETS): five packets from successive ticks
+      const packets = receive(client, 5);
       writeInSuccessiveTicks(server, 5);
-      const packets = await received;
-      expect(packets.map((p) => (p as IPublishPacket).topic)).toEqual(['t/0', 't/1', 't/2', 't/3', 't/4']);
+      expect((await packets).map((p) => (p as IPublishPacket).topic)).toEqual(['t/0', 't/1', 't/2', 't/3', 't/4']);
       expect(writev).toHaveBeenCalledTimes(1);
       expect(write).not.toHaveBeenCalled();
+    } finally {
+      close();
+    }
+  });
 
-      // the next turn's packets go out on their own, without waiting for any further write
-      const again = receive(client, 2);
-      writeInSuccessiveTicks(server, 2);
-      expect((await again).map((p) => (p as IPublishPacket).topic)).toEqual(['t/0', 't/1']);
-      expect(writev).toHaveBeenCalledTimes(2);
+  it('on a quiet broker, holds nothing: each packet goes out as soon as mqtt-packet sends it', async () => {
+    const { server, client, close } = await socketPair();
+    try {
+      coalesceWrites(server);
+      const writev = jest.spyOn(server as unknown as { _writev: () => void }, '_writev');
+      // a turn of 3 packets, then another: neither follows a busy turn
+      await new Promise((resolve) => setImmediate(resolve));
+      const received = receive(client, 3);
+      writeInSuccessiveTicks(server, 3);
+      await received;
+      expect(writev).toHaveBeenCalledTimes(3);
     } finally {
       close();
     }

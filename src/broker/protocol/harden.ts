@@ -112,33 +112,45 @@ let held: Socket[] = [];
 let flushing: Socket[] = [];
 
 /**
- * Everything written to `socket` during one turn of the event loop goes out in one writev.
- * mqtt-packet corks the stream around each packet and uncorks it on the next tick, and aedes
- * hands each delivery on from a setImmediate of its own, so without this a subscriber taking
- * 50,000 messages a second costs 50,000 writev calls (a quarter of the broker's CPU in the
- * fan-in benchmark, for bare aedes too). The first cork of a turn takes one more, released
- * for every such socket together by one setImmediate. That runs in the same turn, right after
- * the reads that caused the writes (writes made by later immediates of that turn go out in the
- * next one, whose poll does not block while immediates are pending), so no message waits for
- * another event. The price: a message read in the same poll phase as others waits for all of
- * them, ~0.2 ms at p99 on a quiet broker (README, Performance). TCP and TLS sockets only: a
- * WebSocket stream turns each chunk into a frame.
+ * On a busy broker, everything written to `socket` during one turn of the event loop goes out
+ * in one writev. mqtt-packet corks the stream around each packet and uncorks it on the next
+ * tick, and aedes hands each delivery on from a setImmediate of its own, so without this a
+ * subscriber taking 50,000 messages a second costs 50,000 writev calls (a quarter of the
+ * broker's CPU in the fan-in benchmark, for bare aedes too). The first cork of a turn takes one
+ * more, released for every such socket together by one setImmediate, right after the reads
+ * that caused the writes. Holding costs a message the rest of its poll phase (~0.2 ms at p99
+ * at 2,000 msg/s), so it only happens in a turn that follows one with BUSY_TURN_PACKETS
+ * packets or more: a quiet broker writes each packet at once, as aedes does. TCP and TLS
+ * sockets only: a WebSocket stream turns each chunk into a frame.
  */
 export function coalesceWrites(socket: Socket): void {
   socket.cork = corkUntilEndOfTurn;
 }
 
+/** Packets written in one turn from which the next turn holds its writes (a busy broker). */
+export const BUSY_TURN_PACKETS = 32;
+let packetsThisTurn = 0;
+let busy = false;
+let turnEnding = false;
+
 function corkUntilEndOfTurn(this: Socket): void {
+  if (!turnEnding) {
+    turnEnding = true;
+    setImmediate(endTurn);
+  }
+  packetsThisTurn++;
   // corked 0: not held yet this turn (mqtt-packet's own corks are released on the next tick)
-  if (this.writableCorked === 0) {
-    if (held.length === 0) setImmediate(releaseHeld);
+  if (busy && this.writableCorked === 0) {
     held.push(this);
     corkSocket.call(this);
   }
   corkSocket.call(this);
 }
 
-function releaseHeld(): void {
+function endTurn(): void {
+  turnEnding = false;
+  busy = packetsThisTurn >= BUSY_TURN_PACKETS;
+  packetsThisTurn = 0;
   const sockets = held;
   held = flushing;
   flushing = sockets;
