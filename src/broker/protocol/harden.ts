@@ -106,11 +106,6 @@ export function hardenClient(client: HardenableClient, options: HardenOptions): 
   client.deliverQoS = boundDelivery(client, client.deliverQoS);
 }
 
-const corkSocket = Socket.prototype.cork;
-/** Sockets holding an extra cork until the end of this turn; swapped with `flushing` on flush. */
-let held: Socket[] = [];
-let flushing: Socket[] = [];
-
 /**
  * On a busy broker, everything written to `socket` during one turn of the event loop goes out
  * in one writev. mqtt-packet corks the stream around each packet and uncorks it on the next
@@ -127,11 +122,16 @@ export function coalesceWrites(socket: Socket): void {
   socket.cork = corkUntilEndOfTurn;
 }
 
+const corkSocket = Socket.prototype.cork;
 /** Packets written in one turn from which the next turn holds its writes (a busy broker). */
 export const BUSY_TURN_PACKETS = 32;
 let packetsThisTurn = 0;
 let busy = false;
+/** an endTurn is scheduled for this turn */
 let turnEnding = false;
+/** Sockets holding an extra cork until the end of this turn; swapped with `flushing` on flush. */
+let held: Socket[] = [];
+let flushing: Socket[] = [];
 
 function corkUntilEndOfTurn(this: Socket): void {
   if (!turnEnding) {
