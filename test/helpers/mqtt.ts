@@ -32,8 +32,14 @@ export class TestClient {
   next(match: (m: Received) => boolean = () => true, timeoutMs = 5000): Promise<Received> {
     const seen = this.received.find(match);
     if (seen) return Promise.resolve(seen);
+    // made here, not in the timer, so that its stack names the test line that waited
+    const timeout = new Error(`no matching message within ${timeoutMs} ms`);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching message within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => {
+        const last = this.received.slice(-5).map((m) => `${m.topic} ${m.payload.slice(0, 40)}`);
+        timeout.message += ` (${this.received.length} received; the last: ${JSON.stringify(last)})`;
+        reject(timeout);
+      }, timeoutMs);
       this.waiters.push({
         match,
         resolve: (m) => {
@@ -139,14 +145,33 @@ function encodeLength(n: number): Buffer {
   return Buffer.from(out);
 }
 
-export async function connect(port: number, opts: IClientOptions = {}, url = `mqtt://127.0.0.1:${port}`): Promise<TestClient> {
-  const client = await mqtt.connectAsync(url, {
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    protocolVersion: 4,
-    ...opts,
+/**
+ * Connects as mqtt.connectAsync does, but records from before the CONNACK: a resumed session's
+ * queued messages can arrive in the same read as the CONNACK, and mqtt.js emits them before a
+ * promise of the connection could resolve (a recorder attached after it missed them).
+ */
+export function connect(port: number, opts: IClientOptions = {}, url = `mqtt://127.0.0.1:${port}`): Promise<TestClient> {
+  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...opts });
+  const recorder = new TestClient(client);
+  return new Promise((resolve, reject) => {
+    const settle = () => {
+      client.off('connect', onConnect);
+      client.off('end', onConnect);
+      client.off('error', onError);
+    };
+    const onConnect = () => {
+      settle();
+      resolve(recorder);
+    };
+    const onError = (err: Error) => {
+      settle();
+      client.end();
+      reject(err);
+    };
+    client.on('connect', onConnect);
+    client.on('end', onConnect);
+    client.on('error', onError);
   });
-  return new TestClient(client);
 }
 
 /** Resolves with the CONNACK return code of a refused connect (throws if accepted). */
