@@ -39,7 +39,12 @@ export interface AuditQuery {
 /** Events waiting for their batch: beyond this, new ones are dropped (and counted). */
 export const AUDIT_BUFFER_MAX = 10_000;
 const BATCH = 500;
-const FLUSH_INTERVAL_MS = 1000;
+/** How often the buffer is looked at. */
+export const AUDIT_TICK_MS = 250;
+/** Ticks an event waits at most while a burst goes on (a steady trickle has no quiet tick). */
+export const AUDIT_MAX_WAIT_TICKS = 20;
+/** Written at once from this size on, burst or not, long before the buffer is full. */
+export const AUDIT_FLUSH_AT = AUDIT_BUFFER_MAX / 2;
 const RETENTION_SWEEP_MS = 60 * 60 * 1000;
 
 /**
@@ -59,11 +64,17 @@ export function auditEventView(e: AuditEvent): AuditEventView {
 
 /**
  * The audit trail (AuditEvent table). `record()` only appends to a bounded in-memory buffer,
- * written in batches (one INSERT per batch) every second, so connection events cost the MQTT path no
+ * written in batches (one INSERT per batch), so connection events cost the MQTT path no
  * database round trip; when the database is slow or down, the buffer fills and further events
  * are dropped and counted (`droppedEvents`, metric `audit_events_dropped_total`). `write()`
  * stores one event before returning: REST changes use it. Events older than
  * AUDIT_RETENTION_DAYS are deleted hourly.
+ *
+ * The buffer is written once a tick (250 ms) passes with nothing recorded: a reconnect storm's
+ * events wait for the storm to end instead of being inserted in the middle of it. On embedded
+ * PGlite an INSERT runs on the broker's own thread (~8 ms for a batch of 500), which took CPU
+ * and event-loop time from the CONNECTs still coming in. An event waits at most 5 s
+ * (AUDIT_MAX_WAIT_TICKS), and half a full buffer is written at once.
  */
 @Injectable()
 export class AuditService implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
@@ -73,6 +84,8 @@ export class AuditService implements OnApplicationBootstrap, BeforeApplicationSh
   private flushTimer?: NodeJS.Timeout;
   private retentionTimer?: NodeJS.Timeout;
   private failing = false;
+  private recordedThisTick = 0;
+  private ticksWaited = 0;
   /** events lost: buffer full, or a batch the database refused */
   droppedEvents = 0;
 
@@ -82,9 +95,7 @@ export class AuditService implements OnApplicationBootstrap, BeforeApplicationSh
   ) {}
 
   onApplicationBootstrap(): void {
-    this.flushTimer = setInterval(() => {
-      if (this.buffer.length > 0) void this.flush();
-    }, FLUSH_INTERVAL_MS);
+    this.flushTimer = setInterval(() => this.tick(), AUDIT_TICK_MS);
     this.flushTimer.unref();
     this.retentionTimer = setInterval(() => void this.enforceRetention().catch(() => undefined), RETENTION_SWEEP_MS);
     this.retentionTimer.unref();
@@ -104,13 +115,28 @@ export class AuditService implements OnApplicationBootstrap, BeforeApplicationSh
     clearInterval(this.retentionTimer);
   }
 
-  /** Queues an event; it is written within about a second. Never waits, never throws. */
+  /** Queues an event, written after the next quiet tick (5 s at most). Never waits, never throws. */
   record(event: AuditRecord): void {
     if (this.buffer.length >= AUDIT_BUFFER_MAX) {
       this.droppedEvents++;
       return;
     }
     this.buffer.push(toRow(event));
+    this.recordedThisTick++;
+  }
+
+  /** Every AUDIT_TICK_MS: writes the buffer after a quiet tick, a long wait, or once it is large. */
+  tick(): void {
+    const quiet = this.recordedThisTick === 0;
+    this.recordedThisTick = 0;
+    if (this.buffer.length === 0) return;
+    this.ticksWaited++;
+    // the database refused the last batch: try again once a second, not every tick
+    if (this.failing && this.ticksWaited % 4 !== 0) return;
+    if (quiet || this.ticksWaited >= AUDIT_MAX_WAIT_TICKS || this.buffer.length >= AUDIT_FLUSH_AT) {
+      this.ticksWaited = 0;
+      void this.flush();
+    }
   }
 
   /** Writes an event now (REST changes: the trail holds it when the response is sent). */

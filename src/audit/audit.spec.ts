@@ -1,6 +1,6 @@
 import type { AppConfig } from '../config/config';
 import type { PrismaService } from '../database/prisma.service';
-import { AUDIT_BUFFER_MAX, AuditService } from './audit.service';
+import { AUDIT_BUFFER_MAX, AUDIT_FLUSH_AT, AUDIT_MAX_WAIT_TICKS, AuditService } from './audit.service';
 import { auditDetail, describeRestChange } from './rest-change';
 import { ConnectionAudit } from './connection-audit';
 import type { BrokerService } from '../broker/broker.service';
@@ -97,6 +97,60 @@ describe('AuditService buffer', () => {
     up = true;
     await audit.flush();
     expect(written).toBe(AUDIT_BUFFER_MAX);
+  });
+});
+
+describe('AuditService timing', () => {
+  const config = { auditRetentionDays: 30 } as AppConfig;
+  const event = (i: number) => ({ tenantId: 't', type: 'connect', actor: 'mqtt', detail: { i } });
+
+  function setup() {
+    const batches: number[] = [];
+    const execute = async (_sql: string, [rows]: string[]) => batches.push((JSON.parse(rows) as unknown[]).length);
+    const audit = new AuditService({ execute } as unknown as PrismaService, config);
+    const flush = jest.spyOn(audit, 'flush');
+    return { audit, batches, flush };
+  }
+
+  it('holds events while they keep coming (a storm), and writes them after the first quiet tick', async () => {
+    const { audit, batches, flush } = setup();
+    for (let t = 0; t < 5; t++) {
+      for (let i = 0; i < 100; i++) audit.record(event(i));
+      audit.tick();
+    }
+    expect(flush).not.toHaveBeenCalled();
+    audit.tick();
+    expect(flush).toHaveBeenCalledTimes(1);
+    await flush.mock.results[0].value;
+    expect(batches).toEqual([500]);
+  });
+
+  it('writes after AUDIT_MAX_WAIT_TICKS when the events never stop', () => {
+    const { audit, flush } = setup();
+    for (let t = 1; t < AUDIT_MAX_WAIT_TICKS; t++) {
+      audit.record(event(t));
+      audit.tick();
+    }
+    expect(flush).not.toHaveBeenCalled();
+    audit.record(event(0));
+    audit.tick();
+    expect(flush).toHaveBeenCalledTimes(1);
+  });
+
+  it('writes at once from AUDIT_FLUSH_AT events, storm or not', () => {
+    const { audit, flush } = setup();
+    for (let i = 0; i < AUDIT_FLUSH_AT - 1; i++) audit.record(event(i));
+    audit.tick();
+    expect(flush).not.toHaveBeenCalled();
+    audit.record(event(0));
+    audit.tick();
+    expect(flush).toHaveBeenCalledTimes(1);
+  });
+
+  it('does nothing on a tick with nothing to write', () => {
+    const { audit, flush } = setup();
+    audit.tick();
+    expect(flush).not.toHaveBeenCalled();
   });
 });
 
