@@ -34,23 +34,48 @@ async function lagMs(s) {
   return m.get('nodejs_eventloop_lag_p99_seconds') * 1000;
 }
 
-async function stormOne(ctx, s) {
-  const n = ctx.p.stormDevices;
-  const created = s.kind === 'service' ? await ensureDevices(ctx, s, n) : null;
-  if (created) ctx.log(`${s.name}: created ${created.devices} devices in ${created.seconds.toFixed(1)} s (${created.perSec.toFixed(1)}/s)`);
-  await ctx.restart(s); // cold: nothing verified yet
-  const gen = ctx.gen(0);
-  const probeGen = ctx.gen(1);
+/** The 50 connected clients publishing to themselves, started afresh for each window measured. */
+function startProbe(ctx, s, tag) {
+  return ctx.gen(1).call('rateStart', {
+    ...ctx.target(s), name: `probe-${s.name}`, mode: 'self', n: 50, qos: 0, rate: 1000, payload: 64,
+    topicPrefix: `probe/${tag}`, clientPrefix: `probe-${tag}`, keepSamples: true, warmupMs: 0,
+  });
+}
+
+function stopProbe(ctx, s) {
+  return ctx.gen(1).call('rateStop', { name: `probe-${s.name}` }).catch((e) => ({ error: e.message }));
+}
+
+function stormOptions(ctx, s) {
   const patterns = s.kind === 'service'
     ? { userPattern: `${s.fixture.slug}:sd{i}`, passPattern: `pw-${s.storm.secret}-{i}` }
     : {};
   const tag = `${ctx.rid}${s.starts}`;
-  await probeGen.call('rateStart', {
-    ...ctx.target(s), name: 'probe', mode: 'self', n: 50, qos: 0, rate: 1000, payload: 64,
-    topicPrefix: `probe/${tag}`, clientPrefix: `probe-${tag}`, keepSamples: true, warmupMs: 0,
-  });
+  return { ...ctx.target(s), group: 'storm', n: ctx.p.stormDevices, concurrency: ctx.p.stormConcurrency, clientPattern: `st-${tag}-{i}`, keepalive: 60, timeoutMs: 600000, ...patterns };
+}
+
+/** One round: every device connects, then all disconnect; the probe's latency during it. */
+async function stormRound(ctx, s, round, open) {
+  const gen = ctx.gen(0);
+  await lagMs(s);
+  const r = await ctx.profile(s, 'storm', `storm-r${round}`, () => gen.call('holdOpen', open, 1200000));
+  r.lagMs = await lagMs(s);
+  r.probe = await ctx.gen(1).call('rateStats', { name: `probe-${s.name}`, from: r.start, to: r.end });
+  ctx.log(`${s.name} storm round ${round}: ${r.ok} ok, ${r.failed} failed, ${r.connectsPerSec.toFixed(0)}/s, CONNACK p99 ${r.connack.p99?.toFixed(1)} ms, lag p99 ${r.lagMs?.toFixed(1) ?? '-'} ms, probe p99 ${r.probe.p99?.toFixed(2)} ms${r.serverCpuPerConnectUs ? `, ${r.serverCpuPerConnectUs.toFixed(0)} us cpu/connect` : ''}`);
+  if (r.failed) ctx.note(`${s.name} storm round ${round}: ${r.failed} connects failed ${JSON.stringify({ rc: r.rcCounts, errors: r.errors })}`);
+  r.close = await gen.call('holdClose', { group: 'storm' });
+  await ctx.sleep(1000);
+  return r;
+}
+
+/** Round 1 on a freshly started server (cold: nothing verified yet), after a quiet window of the probe. */
+async function coldRound(ctx, s) {
+  const created = s.kind === 'service' ? await ensureDevices(ctx, s, ctx.p.stormDevices) : null;
+  if (created) ctx.log(`${s.name}: created ${created.devices} devices in ${created.seconds.toFixed(1)} s (${created.perSec.toFixed(1)}/s)`);
+  await ctx.restart(s);
   const epoch = () => performance.timeOrigin + performance.now();
-  const out = { created };
+  const out = { created, cachedRounds: [] };
+  await startProbe(ctx, s, `${ctx.rid}${s.starts}c`);
   try {
     await ctx.sleep(ctx.p.quick ? 1500 : 3000); // past the JIT warm-up of a fresh process
     await lagMs(s); // resets the lag histogram
@@ -58,28 +83,23 @@ async function stormOne(ctx, s) {
     await ctx.sleep(ctx.p.probeQuietMs);
     const q1 = epoch();
     out.quietLagMs = await lagMs(s);
-    const open = { ...ctx.target(s), group: 'storm', n, concurrency: ctx.p.stormConcurrency, clientPattern: `st-${tag}-{i}`, keepalive: 60, timeoutMs: 600000, ...patterns };
-    // a cached round lasts about a second: it is repeated and the median round reported
-    const cached = [];
-    for (let round = 1; round <= 1 + ctx.p.stormCachedRounds; round++) {
-      await lagMs(s);
-      const r = await ctx.profile(s, 'storm', `storm-r${round}`, () => gen.call('holdOpen', open, 1200000));
-      r.lagMs = await lagMs(s);
-      r.probe = await probeGen.call('rateStats', { name: 'probe', from: r.start, to: r.end });
-      if (round === 1) out.round1 = r;
-      else cached.push(r);
-      ctx.log(`${s.name} storm round ${round}: ${r.ok} ok, ${r.failed} failed, ${r.connectsPerSec.toFixed(0)}/s, CONNACK p99 ${r.connack.p99?.toFixed(1)} ms, lag p99 ${r.lagMs?.toFixed(1) ?? '-'} ms, probe p99 ${r.probe.p99?.toFixed(2)} ms${r.serverCpuPerConnectUs ? `, ${r.serverCpuPerConnectUs.toFixed(0)} us cpu/connect` : ''}`);
-      if (r.failed) ctx.note(`${s.name} storm round ${round}: ${r.failed} connects failed ${JSON.stringify({ rc: r.rcCounts, errors: r.errors })}`);
-      out[`close${round}`] = await gen.call('holdClose', { group: 'storm' });
-      await ctx.sleep(1000);
-    }
-    out.cachedRounds = cached;
-    out.round2 = [...cached].sort((a, b) => a.connectsPerSec - b.connectsPerSec)[Math.floor((cached.length - 1) / 2)];
-    out.quiet = await probeGen.call('rateStats', { name: 'probe', from: q0, to: q1 });
+    out.quiet = await ctx.gen(1).call('rateStats', { name: `probe-${s.name}`, from: q0, to: q1 });
+    out.round1 = await stormRound(ctx, s, 1, stormOptions(ctx, s));
   } finally {
-    out.probeTotals = await probeGen.call('rateStop', { name: 'probe' }).catch((e) => ({ error: e.message }));
+    out.probeTotals = await stopProbe(ctx, s);
   }
   return out;
+}
+
+/** A cached round (the verified-credential cache), with a probe of its own. */
+async function cachedRound(ctx, s, round, out) {
+  await startProbe(ctx, s, `${ctx.rid}${s.starts}r${round}`);
+  try {
+    await ctx.sleep(300);
+    out.cachedRounds.push(await stormRound(ctx, s, round, stormOptions(ctx, s)));
+  } finally {
+    await stopProbe(ctx, s);
+  }
 }
 
 module.exports = {
@@ -99,18 +119,32 @@ module.exports = {
       ctx.raw('storm', 'bcryptCeiling', ceiling);
     }
     const res = {};
-    for (const s of ctx.servers) {
+    const pinned = new Map(ctx.servers.map((s) => [s, s.cpus]));
+    const failed = (s, err) => {
+      ctx.note(`storm ${s.name}: ${err.message.split('\n')[0]}`);
+      res[s.name] = null;
+    };
+    try {
       // "bcrypt spread over all cores": during the storm the servers may use every cpu
       // (--storm-server-cpus), the generators stay where they are
-      const pinned = s.cpus;
-      s.cpus = ctx.stormServerCpus;
-      try {
-        res[s.name] = await stormOne(ctx, s);
-      } catch (err) {
-        ctx.note(`storm ${s.name}: ${err.message.split('\n')[0]}`);
-        res[s.name] = null;
-      } finally {
-        s.cpus = pinned;
+      for (const s of ctx.servers) s.cpus = ctx.stormServerCpus;
+      for (const s of ctx.servers) res[s.name] = await coldRound(ctx, s).catch((err) => failed(s, err));
+      // Cached rounds take turns across the columns, in a rotating order: this machine's speed
+      // drifts by 2x within minutes, and a column's rounds run back to back measured the drift
+      // (the same build read 0.59x and 1.46x of bare aedes in two runs a few minutes apart).
+      const live = ctx.servers.filter((s) => res[s.name]);
+      for (let round = 2; round <= 1 + ctx.p.stormCachedRounds; round++) {
+        const k = round % live.length;
+        for (const s of [...live.slice(k), ...live.slice(0, k)]) {
+          if (res[s.name]) await cachedRound(ctx, s, round, res[s.name]).catch((err) => failed(s, err));
+        }
+      }
+      for (const v of Object.values(res)) {
+        if (v) v.round2 = [...v.cachedRounds].sort((a, b) => a.connectsPerSec - b.connectsPerSec)[Math.floor((v.cachedRounds.length - 1) / 2)];
+      }
+    } finally {
+      for (const s of ctx.servers) {
+        s.cpus = pinned.get(s);
         await ctx.restart(s).catch((e) => ctx.note(`storm ${s.name}: restart failed: ${e.message}`));
       }
     }
