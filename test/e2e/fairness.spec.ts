@@ -109,11 +109,13 @@ describeOnce('fair service between publishers', () => {
     return counts;
   }
 
+  const MAX_SPREAD = 4;
   const fair = (counts: number[]) => {
     const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
     // a starved publisher would get a small fraction of the mean. Measured here: 1:1.1 for ten
-    // QoS 1 publishers, up to 1:1.5 with the unbounded pipeline; capping aedes' batches at 8
-    // packets per turn (tried, reverted) gave 1:6 to 1:10
+    // QoS 1 publishers, up to 1:1.5 with the unbounded pipeline, once 1:2.6 in a full `npm test`
+    // on a noisy machine (no publisher under half the mean); capping aedes' batches at 8 packets
+    // per turn (tried, reverted) gave 1:6 to 1:10, which MAX_SPREAD still catches
     return { mean, min: Math.min(...counts), max: Math.max(...counts), counts };
   };
 
@@ -121,13 +123,13 @@ describeOnce('fair service between publishers', () => {
     const r = fair(await shares('q1', () => 1, () => 100));
     expect(r.mean).toBeGreaterThan(100);
     expect(r.min).toBeGreaterThanOrEqual(0.5 * r.mean);
-    expect(r.max).toBeLessThanOrEqual(2.5 * r.min);
+    expect(r.max).toBeLessThanOrEqual(MAX_SPREAD * r.min);
   });
 
   it('lets no QoS 1 publisher with an unbounded pipeline starve nine QoS 0 publishers, nor be starved', async () => {
     const r = fair(await shares('mixed', (i) => (i === 0 ? 1 : 0), () => 65535));
     expect(r.mean).toBeGreaterThan(100);
     expect(r.min).toBeGreaterThanOrEqual(0.5 * r.mean);
-    expect(r.max).toBeLessThanOrEqual(2.5 * r.min);
+    expect(r.max).toBeLessThanOrEqual(MAX_SPREAD * r.min);
   });
 });
