@@ -44,23 +44,21 @@ describe('describeRestChange', () => {
   });
 });
 
+/** `insert` sees each batch's rows, as the one INSERT statement gets them (a JSON array) */
+function auditService(insert: (args: { data: unknown[] }) => Promise<unknown>) {
+  const execute = (sql: string, [rows]: string[]) => {
+    expect(sql).toMatch(/^INSERT INTO "AuditEvent"/);
+    return insert({ data: JSON.parse(rows) as unknown[] });
+  };
+  const prisma = { execute } as unknown as PrismaService;
+  return new AuditService(prisma, { auditRetentionDays: 30 } as AppConfig);
+}
+const event = (i: number) => ({ tenantId: 't', type: 'connect', actor: 'mqtt', detail: { i } });
+
 describe('AuditService buffer', () => {
-  const config = { auditRetentionDays: 30 } as AppConfig;
-
-  /** `insert` sees each batch's rows, as the one INSERT statement gets them (a JSON array) */
-  function service(insert: (args: { data: unknown[] }) => Promise<unknown>) {
-    const execute = (sql: string, [rows]: string[]) => {
-      expect(sql).toMatch(/^INSERT INTO "AuditEvent"/);
-      return insert({ data: JSON.parse(rows) as unknown[] });
-    };
-    const prisma = { execute } as unknown as PrismaService;
-    return new AuditService(prisma, config);
-  }
-  const event = (i: number) => ({ tenantId: 't', type: 'connect', actor: 'mqtt', detail: { i } });
-
   it('writes what was recorded in batches', async () => {
     const batches: number[] = [];
-    const audit = service(async ({ data }) => batches.push(data.length));
+    const audit = auditService(async ({ data }) => batches.push(data.length));
     for (let i = 0; i < 1200; i++) audit.record(event(i));
     await audit.flush();
     expect(batches).toEqual([500, 500, 200]);
@@ -70,7 +68,7 @@ describe('AuditService buffer', () => {
   it('leaves what is recorded during a write to the next flush (one batch a tick, not a chase)', async () => {
     const batches: number[] = [];
     let audit: AuditService | undefined = undefined;
-    audit = service(async ({ data }) => {
+    audit = auditService(async ({ data }) => {
       batches.push(data.length);
       if (batches.length === 1) for (let i = 0; i < 5; i++) audit?.record(event(i));
     });
@@ -84,7 +82,7 @@ describe('AuditService buffer', () => {
   it('bounds the buffer while the database is down, counts what it drops, and catches up', async () => {
     let up = false;
     let written = 0;
-    const audit = service(async ({ data }) => {
+    const audit = auditService(async ({ data }) => {
       if (!up) throw new Error('connection refused');
       written += data.length;
     });
@@ -101,13 +99,9 @@ describe('AuditService buffer', () => {
 });
 
 describe('AuditService timing', () => {
-  const config = { auditRetentionDays: 30 } as AppConfig;
-  const event = (i: number) => ({ tenantId: 't', type: 'connect', actor: 'mqtt', detail: { i } });
-
   function setup() {
     const batches: number[] = [];
-    const execute = async (_sql: string, [rows]: string[]) => batches.push((JSON.parse(rows) as unknown[]).length);
-    const audit = new AuditService({ execute } as unknown as PrismaService, config);
+    const audit = auditService(async ({ data }) => batches.push(data.length));
     const flush = jest.spyOn(audit, 'flush');
     return { audit, batches, flush };
   }
