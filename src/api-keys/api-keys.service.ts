@@ -24,8 +24,13 @@ export interface ApiKeyView {
   lastUsedAt: string | null;
 }
 
+/** What names a key: the create response (with the key itself) and the start of every listed item. */
+function apiKeyIdentity(k: ApiKey): Omit<ApiKeyView, 'lastUsedAt'> {
+  return { id: k.id, name: k.name, createdAt: k.createdAt.toISOString() };
+}
+
 export function apiKeyView(k: ApiKey): ApiKeyView {
-  return { id: k.id, name: k.name, createdAt: k.createdAt.toISOString(), lastUsedAt: k.lastUsedAt?.toISOString() ?? null };
+  return { ...apiKeyIdentity(k), lastUsedAt: k.lastUsedAt?.toISOString() ?? null };
 }
 
 @Injectable()
@@ -39,7 +44,7 @@ export class ApiKeysService {
       const row = await this.prisma.db.apiKey.create({
         data: { id: newId(), tenantId: tenant.id, name, keyHash: hashApiKey(key) },
       });
-      return { id: row.id, name: row.name, createdAt: row.createdAt.toISOString(), key };
+      return { ...apiKeyIdentity(row), key };
     } catch (err) {
       if (isUniqueViolation(err)) throw conflict(`an API key named "${name}" already exists`);
       throw err;
