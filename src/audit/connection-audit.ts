@@ -20,14 +20,14 @@ export class ConnectionAudit {
     broker.events.listeners.push({
       connectRefused: (client, tenant, reason, returnCode) => {
         if (tenant === undefined) return;
-        const username = client.connectInfo?.username;
+        const username = client.connectPacket?.username;
         const device = username !== undefined ? deviceNameOf(username) : null;
         this.audit.record({
           tenantId: tenant.id,
           type: 'connect.refused',
           actor: 'mqtt',
           target: device !== null && DEVICE_NAME_PATTERN.test(device) ? `devices/${device}` : null,
-          detail: { reason, returnCode, clientId: cut(client.requestedClientId), remoteAddress: remoteAddressOf(client) },
+          detail: { reason, returnCode, clientId: cut(client.connectPacket?.clientId), remoteAddress: remoteAddressOf(client) },
         });
       },
       sessionClosed: (client, session) => this.closed(client, session),

@@ -97,13 +97,9 @@ export class TenantHooks {
     // a refusal with a CONNACK is answered by authenticate: aedes writes the CONNACK from there
     // before closing (a CONNACK written here could be cut off by the close on TLS)
     client.connectRefusal = verdict?.action === 'connack' ? verdict.returnCode : undefined;
-    client.requestedClientId = packet.clientId ?? '';
-    client.connectInfo = {
-      clean: packet.clean !== false,
-      keepalive: packet.keepalive ?? 0,
-      protocolVersion: packet.protocolVersion ?? 4,
-      username: packet.username,
-    };
+    // read by admit (and by the audit of a refusal); dropped once admitted, so that an idle
+    // connection does not keep its CONNECT (and password) for life
+    client.connectPacket = packet;
     done(null, true);
   };
 
@@ -184,11 +180,12 @@ export class TenantHooks {
     const { tenant, device } = result;
     if (!this.limits.hasRoom(tenant)) return refuse(tenant, 3, 'max-connections');
 
-    const info = client.connectInfo ?? { clean: true, keepalive: 0, protocolVersion: 4 };
-    let deviceClientId = client.requestedClientId ?? '';
+    const connect = client.connectPacket;
+    const clean = connect?.clean !== false;
+    let deviceClientId = connect?.clientId ?? '';
     if (deviceClientId === '') {
       // [MQTT-3.1.3-8]: an empty id needs a clean session; [MQTT-3.1.3-6]: otherwise one is assigned
-      if (!info.clean) return refuse(tenant, 2, 'empty-client-id');
+      if (!clean) return refuse(tenant, 2, 'empty-client-id');
       deviceClientId = 'auto-' + newSecret(12);
     }
     const mountpoint = tenant.mountpoint;
@@ -210,12 +207,13 @@ export class TenantHooks {
       deviceClientId,
       acl,
       remoteAddressOf(client),
-      info.clean,
-      info.keepalive,
-      info.protocolVersion,
+      clean,
+      connect?.keepalive ?? 0,
+      connect?.protocolVersion ?? 4,
       authMethod,
       certificateSerial,
     );
+    client.connectPacket = undefined;
     // packets pipelined behind the CONNECT were parsed before the tenant was known
     const queued = client._parser._queue as InboundPacket[] | null;
     if (queued) {

@@ -1,4 +1,4 @@
-import type { Client } from 'aedes';
+import type { Client, ConnectPacket } from 'aedes';
 import type { ClientAcl } from '../acl/compiled-acl';
 import type { TenantRuntime } from './identity/tenant-runtime';
 import { ClientLimitState } from './limits/limit-state';
@@ -53,11 +53,10 @@ export function remoteAddressOf(client: BrokerClient): string | null {
 export interface BrokerClient extends Client {
   tenantSession?: TenantSession;
   unmountTopic?: (routed: string) => string;
-  /** the CONNECT's client id as sent, recorded in preConnect */
-  requestedClientId?: string;
+  /** the CONNECT as sent, from preConnect until the client is admitted into its tenant */
+  connectPacket?: ConnectPacket;
   /** a CONNACK return code preConnect decided on; authenticate sends it */
   connectRefusal?: number;
-  connectInfo?: { clean: boolean; keepalive: number; protocolVersion: number; username?: string };
   _parser: { _queue: unknown[] | null; listeners(event: 'packet'): ((packet: unknown) => void)[] } & NodeJS.EventEmitter;
   _will?: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean } | null;
   will?: unknown;

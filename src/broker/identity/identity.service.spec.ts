@@ -76,8 +76,7 @@ describe('IdentityService: reconnects with a verified password', () => {
     const client = () =>
       ({
         conn: { remoteAddress: '10.0.0.1' },
-        requestedClientId: 'c1',
-        connectInfo: { clean: true, keepalive: 60, protocolVersion: 4 },
+        connectPacket: { cmd: 'connect', clientId: 'c1', clean: true, keepalive: 60, protocolVersion: 4 },
         _parser: { _queue: null },
         subscriptions: {},
         deliverQoS: () => undefined,
@@ -92,6 +91,7 @@ describe('IdentityService: reconnects with a verified password', () => {
     hooks.authenticate(second, 'acme:d1', password, (err, ok) => (answer = [err, ok]));
     expect(answer).toEqual([null, true]);
     expect(second.tenantSession).toMatchObject({ deviceName: 'd1', clientId: 'c1', remoteAddress: '10.0.0.1' });
+    expect(second.connectPacket).toBeUndefined(); // an idle connection does not keep its CONNECT
     expect(second.id).toBe(first.id);
     expect(identity.bcryptComparisons).toBe(1);
     expect(events.connectRefused).not.toHaveBeenCalled();

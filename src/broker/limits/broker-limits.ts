@@ -4,7 +4,7 @@ import type { IdentityService } from '../identity/identity.service';
 import type { TenantRuntime } from '../identity/tenant-runtime';
 import { setMaxPacketSize, type HardenableClient } from '../protocol';
 import type { BrokerClient, TenantSession } from '../session';
-import { ClientLimitState, Deliver, OutboundPacket } from './limit-state';
+import { ClientLimitState, type Deliver, type HeldPublishes, type OutboundPacket } from './limit-state';
 
 /** QoS 1/2 live messages a client may have waiting for its in-flight window before they are dropped. */
 export const MAX_WAITING_PER_CLIENT = 1000;
@@ -139,7 +139,7 @@ export class BrokerLimits {
     st.deliver = deliver;
     // subscriptions capture client.deliverQoS when made: authentication comes before any of them
     internals.deliverQoS = (packet, cb) => {
-      if (packet.qos > 0 && (st.waiting.length > 0 || st.inflight >= session.tenant.limits.maxInflightPerClient)) {
+      if (packet.qos > 0 && ((st.waiting !== null && st.waiting.packets.length > 0) || st.inflight >= session.tenant.limits.maxInflightPerClient)) {
         this.wait(session, packet, cb);
         return;
       }
@@ -181,16 +181,17 @@ export class BrokerLimits {
     const st = session.limitState;
     const tenantWait = tenant.limitState.publishBudget.take(now, limits.maxMessagesPerSecond);
     const clientWait = st.publishBudget.take(now, limits.maxClientMessagesPerSecond);
-    if (tenantWait === 0 && clientWait === 0 && st.held.length === 0) {
+    if (tenantWait === 0 && clientWait === 0 && (st.held === null || st.held.done.length === 0)) {
       done(null);
       return;
     }
     if (clientWait > 0 && clientWait >= tenantWait) tenant.counters.limitHits.maxClientMessagesPerSecond++;
     else if (tenantWait > 0) tenant.counters.limitHits.maxMessagesPerSecond++;
-    const previous = st.held.length > 0 ? st.heldUntil[st.heldUntil.length - 1] : 0;
+    const held = (st.held ??= { done: [], until: [] });
+    const previous = held.until.length > 0 ? held.until[held.until.length - 1] : 0;
     const until = Math.max(now + Math.max(tenantWait, clientWait), previous);
-    st.held.push(done);
-    st.heldUntil.push(until);
+    held.done.push(done);
+    held.until.push(until);
     if (!st.readGated) gateReads(client, st);
     if (st.releaseTimer === null) this.armRelease(client, st, until - now);
   }
@@ -211,9 +212,11 @@ export class BrokerLimits {
     if (st.inflight > 0) st.inflight--;
     const max = session.tenant.limits.maxInflightPerClient;
     const deliver = st.deliver as Deliver;
-    while (st.waiting.length > 0 && st.inflight < max) {
-      const packet = st.waiting.shift() as OutboundPacket;
-      const cb = st.waitingCallbacks.shift() ?? noop;
+    const waiting = st.waiting;
+    if (waiting === null) return;
+    while (waiting.packets.length > 0 && st.inflight < max) {
+      const packet = waiting.packets.shift() as OutboundPacket;
+      const cb = waiting.callbacks.shift() ?? noop;
       st.inQoSDelivery = true;
       try {
         deliver(packet, cb);
@@ -226,16 +229,17 @@ export class BrokerLimits {
   private wait(session: TenantSession, packet: OutboundPacket, cb: () => void): void {
     const st = session.limitState;
     session.tenant.counters.limitHits.maxInflightPerClient++;
+    const waiting = (st.waiting ??= { packets: [], callbacks: [] });
     if (packet.brokerId == null) {
       // a retained replay: aedes sends the next one when this one's callback is called
-      st.waiting.push(packet);
-      st.waitingCallbacks.push(cb);
+      waiting.packets.push(packet);
+      waiting.callbacks.push(cb);
       return;
     }
     // a live message: its broker-wide delivery slot is released now, whatever happens to it
-    if (st.waiting.length < MAX_WAITING_PER_CLIENT) {
-      st.waiting.push(packet);
-      st.waitingCallbacks.push(null);
+    if (waiting.packets.length < MAX_WAITING_PER_CLIENT) {
+      waiting.packets.push(packet);
+      waiting.callbacks.push(null);
     } else {
       this.events.publishDropped(session, 'inflight-queue-full');
     }
@@ -243,20 +247,21 @@ export class BrokerLimits {
   }
 
   private armRelease(client: BrokerClient, st: ClientLimitState, delayMs: number): void {
+    const held = st.held as HeldPublishes;
     st.releaseTimer = setTimeout(() => {
       st.releaseTimer = null;
       if (client.closed) {
-        st.held.length = 0;
-        st.heldUntil.length = 0;
+        held.done.length = 0;
+        held.until.length = 0;
         return;
       }
       // timers may fire up to a millisecond early against performance.now()
       const now = performance.now() + 1;
       let n = 0;
-      while (n < st.held.length && st.heldUntil[n] <= now) n++;
-      const go = st.held.splice(0, n);
-      st.heldUntil.splice(0, n);
-      if (st.held.length > 0) this.armRelease(client, st, st.heldUntil[0] - now);
+      while (n < held.done.length && held.until[n] <= now) n++;
+      const go = held.done.splice(0, n);
+      held.until.splice(0, n);
+      if (held.done.length > 0) this.armRelease(client, st, held.until[0] - now);
       for (const done of go) done(null);
     }, Math.max(1, Math.ceil(delayMs)));
     st.releaseTimer.unref();
@@ -305,7 +310,7 @@ function gateReads(client: BrokerClient, st: ClientLimitState): void {
   st.readGated = true;
   conn.removeListener('readable', nextBatch);
   conn.on('readable', () => {
-    if (st.held.length === 0) nextBatch();
+    if (st.held === null || st.held.done.length === 0) nextBatch();
   });
 }
 

@@ -37,14 +37,26 @@ export interface OutboundPacket {
   brokerId?: unknown;
 }
 
+/** PUBLISHes held back by the rate limits: aedes' callbacks, oldest first, and when each may go. */
+export interface HeldPublishes {
+  readonly done: ((err?: Error | null) => void)[];
+  readonly until: number[];
+}
+
+/** QoS 1/2 deliveries waiting for room in the in-flight window, with the callback to call once
+ * sent (retained replays, which aedes paces one by one) or null (live messages). */
+export interface WaitingDeliveries {
+  readonly packets: OutboundPacket[];
+  readonly callbacks: ((() => void) | null)[];
+}
+
 /** What the limits keep per connection (on its TenantSession). */
 export class ClientLimitState {
   /** counted in the tenant's connections until detach() */
   attached = false;
   readonly publishBudget = new TokenBucket();
-  /** aedes callbacks of PUBLISHes held back by the rate limits, oldest first, and when each may go */
-  readonly held: ((err?: Error | null) => void)[] = [];
-  readonly heldUntil: number[] = [];
+  /** created the first time a publish is held: most connections never are, and they are idle */
+  held: HeldPublishes | null = null;
   releaseTimer: NodeJS.Timeout | null = null;
   /** reads from the socket wait while publishes are held (installed on first use) */
   readGated = false;
@@ -52,10 +64,8 @@ export class ClientLimitState {
   inflight = 0;
   /** true while aedes' own deliverQoS runs for this client: authorizeForward counts what it passes */
   inQoSDelivery = false;
-  /** QoS 1/2 deliveries waiting for room in the in-flight window, with the callback to call once
-   * sent (retained replays, which aedes paces one by one) or null (live messages) */
-  readonly waiting: OutboundPacket[] = [];
-  readonly waitingCallbacks: ((() => void) | null)[] = [];
+  /** created the first time the in-flight window is full */
+  waiting: WaitingDeliveries | null = null;
   /** aedes' deliverQoS, which the window wraps */
   deliver: Deliver | null = null;
 }

@@ -126,7 +126,7 @@ describe('BrokerLimits: rate limits', () => {
     const conn = new EventEmitter();
     const nextBatch = jest.fn();
     conn.on('readable', nextBatch);
-    const parser = { _strict: { limits: { maxPacketSize: 262_144 } } };
+    const parser = { _strict: { maxPacketSize: 262_144 } };
     const client = { conn, _nextBatch: nextBatch, _parser: parser, closed: false, deliverQoS: jest.fn(), subscriptions: {} } as unknown as BrokerClient;
     const limitsImpl = new BrokerLimits({} as IdentityService, events, 262_144);
     return { tenant, session, conn, nextBatch, client, limitsImpl, parser };
@@ -167,10 +167,10 @@ describe('BrokerLimits: rate limits', () => {
   it("tightens the connection's packet size limit to what the tenant's maxPayloadBytes allows", () => {
     const small = setup({ maxPayloadBytes: 1024 });
     small.limitsImpl.attach(small.client, small.session);
-    expect(small.parser._strict.limits.maxPacketSize).toBe(1024 + 5 + 2 + 65535 + 2);
+    expect(small.parser._strict.maxPacketSize).toBe(1024 + 5 + 2 + 65535 + 2);
     const large = setup({ maxPayloadBytes: 1 << 20 });
     large.limitsImpl.attach(large.client, large.session);
-    expect(large.parser._strict.limits.maxPacketSize).toBe(262_144); // MAX_PACKET_SIZE still rules
+    expect(large.parser._strict.maxPacketSize).toBe(262_144); // MAX_PACKET_SIZE still rules
   });
 
   it('lets nothing held through once the client has closed', () => {

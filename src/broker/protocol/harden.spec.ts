@@ -131,6 +131,16 @@ describe('hardenClient: the strict reader', () => {
     c.end();
   });
 
+  it('keeps the protocol level of the CONNECT for the later packets, not the CONNECT and its password', async () => {
+    const c = await RawClient.open(b.port);
+    c.send(hex('10 17 0004 4D515454 04 C2 000A 0001 70 0001 70 0005 746F700000'));
+    expect(await c.next()).toMatchObject({ cmd: 'connack', returnCode: 0 });
+    const mine = b.clients.find((x) => (x.conn as Socket).remotePort === c.socket.localPort) as HardenableClient;
+    const parser = mine._parser as { settings: Record<string, unknown> };
+    expect(parser.settings).toEqual({ protocolVersion: 4, bridgeMode: false });
+    c.end();
+  });
+
   it('coalesces the writes of every TCP connection (coalesceWrites, tested below)', async () => {
     const { client } = await RawClient.connected(b.port);
     try {

@@ -71,8 +71,8 @@ export interface ParsedPacket {
   [field: string]: unknown;
 }
 
-interface StrictState {
-  limits: PacketSizeLimits;
+/** One object per connection: the limits are copied in, not referenced in a second object. */
+interface StrictState extends PacketSizeLimits {
   headerFlags: number;
   connectSeen: boolean;
 }
@@ -88,7 +88,12 @@ const TYPES = [
 const REQUIRED_FLAGS: Record<number, number> = { 4: 0, 5: 0, 6: 2, 7: 0, 8: 2, 10: 2, 12: 0, 14: 0 };
 
 export function installStrictParser(parser: MqttPacketParser, limits: PacketSizeLimits): void {
-  parser._strict = { limits: { ...limits }, headerFlags: 0, connectSeen: false };
+  parser._strict = {
+    maxPacketSize: limits.maxPacketSize,
+    maxPacketSizeBeforeConnect: limits.maxPacketSizeBeforeConnect,
+    headerFlags: 0,
+    connectSeen: false,
+  };
   parser._parseHeader = parseHeader;
   parser._parseLength = parseLength;
   parser._parsePayload = parsePayload;
@@ -96,7 +101,7 @@ export function installStrictParser(parser: MqttPacketParser, limits: PacketSize
 
 /** Tightens (or loosens) the limit that applies once the CONNECT is accepted. */
 export function setParserMaxPacketSize(parser: MqttPacketParser, maxPacketSize: number): void {
-  if (parser._strict) parser._strict.limits.maxPacketSize = maxPacketSize;
+  if (parser._strict) parser._strict.maxPacketSize = maxPacketSize;
 }
 
 function fail(parser: MqttPacketParser, message: string): false {
@@ -146,7 +151,7 @@ function parseLength(this: MqttPacketParser): boolean {
   const state = this._strict as StrictState;
   const client = this.client;
   const accepted = !!client && (client.connected === true || client.connackSent === true);
-  const limit = accepted ? state.limits.maxPacketSize : state.limits.maxPacketSizeBeforeConnect;
+  const limit = accepted ? state.maxPacketSize : state.maxPacketSizeBeforeConnect;
   // whole packet: type byte + length bytes + body
   if (1 + result.bytes + result.value > limit) {
     return fail(this, `packet of ${1 + result.bytes + result.value} bytes exceeds the limit of ${limit}`);
@@ -305,8 +310,23 @@ function parseConnect(parser: MqttPacketParser, packet: ParsedPacket, r: Reader)
     }
   }
   if (r.remaining !== 0) return 'trailing bytes after the CONNECT payload [MQTT-3.1.2-18][MQTT-3.1.2-20]';
-  parser.settings = packet as MqttPacketParser['settings'];
+  // mqtt-packet keeps the whole CONNECT here for the connection's life (its password too); the
+  // later packets need only the protocol level and the bridge flag
+  parser.settings = connectionSettings(level, packet.bridgeMode === true);
   return null;
+}
+
+const SETTINGS = new Map<number, MqttPacketParser['settings']>();
+
+/** Shared, frozen settings per protocol level and bridge flag: none allocated per connection. */
+function connectionSettings(protocolVersion: number, bridgeMode: boolean): MqttPacketParser['settings'] {
+  const key = protocolVersion * 2 + (bridgeMode ? 1 : 0);
+  let settings = SETTINGS.get(key);
+  if (settings === undefined) {
+    settings = Object.freeze({ protocolVersion, bridgeMode });
+    SETTINGS.set(key, settings);
+  }
+  return settings;
 }
 
 function parsePublish(packet: ParsedPacket, r: Reader): string | null {
