@@ -8,6 +8,7 @@
 //   node bench/conn-memory.js [--server=aedes|service] [--n=5000] [--top=25] [--service-dir=DIR]
 //                             [--acl-rules=N]  (service: the tenant gets N rules of the acl scenario's mix)
 //                             [--no-heap]      (resident memory only, no heap snapshots)
+//                             [--retainers=Object,Array,...]  (who holds the new objects of those rows)
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -22,34 +23,77 @@ const arg = (k, d) => {
 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** self size per constructor name from a heap snapshot file */
-function aggregate(file) {
-  const snap = JSON.parse(fs.readFileSync(file, 'utf8'));
+/** self size per constructor name from a heap snapshot */
+function aggregate(snap) {
   const f = snap.snapshot.meta.node_fields;
-  const types = snap.snapshot.meta.node_types[0];
-  const iType = f.indexOf('type');
-  const iName = f.indexOf('name');
   const iSize = f.indexOf('self_size');
   const n = f.length;
   const nodes = snap.nodes;
   const out = new Map();
   for (let i = 0; i < nodes.length; i += n) {
-    const type = types[nodes[i + iType]];
-    let name = snap.strings[nodes[i + iName]];
-    if (type === 'string' || type === 'concatenated string' || type === 'sliced string') name = '(strings)';
-    else if (type === 'number') name = '(heap numbers)';
-    else if (type === 'code') name = '(compiled code)';
-    else if (type === 'array') name = `(array) ${name}`;
-    else if (type === 'hidden' || type === 'object shape') name = `(${type}) ${name}`;
-    else if (type === 'closure') name = `closure ${name || '(anonymous)'}`;
-    else if (type === 'native') name = `(native) ${name}`;
-    name = name.slice(0, 70);
+    const name = rowName(snap, i);
     const e = out.get(name) || { size: 0, count: 0 };
     e.size += nodes[i + iSize];
     e.count++;
     out.set(name, e);
   }
   return out;
+}
+
+/** the row a snapshot node (at offset i of snap.nodes) is counted in */
+function rowName(snap, i) {
+  const f = snap.snapshot.meta.node_fields;
+  const type = snap.snapshot.meta.node_types[0][snap.nodes[i + f.indexOf('type')]];
+  const name = snap.strings[snap.nodes[i + f.indexOf('name')]];
+  let row = name;
+  if (type === 'string' || type === 'concatenated string' || type === 'sliced string') row = '(strings)';
+  else if (type === 'number') row = '(heap numbers)';
+  else if (type === 'code') row = '(compiled code)';
+  else if (type === 'array') row = `(array) ${name}`;
+  else if (type === 'hidden' || type === 'object shape') row = `(${type}) ${name}`;
+  else if (type === 'closure') row = `closure ${name || '(anonymous)'}`;
+  else if (type === 'native') row = `(native) ${name}`;
+  return row.slice(0, 70);
+}
+
+/**
+ * For the nodes of the given rows that are in `after` but not in `before` (by node id), counts
+ * their retainers: "<retainer row> .<edge name>". Shows which of our fields or closures hold
+ * what a connection adds.
+ */
+function retainers(before, after, rows, perConn) {
+  const f = after.snapshot.meta.node_fields;
+  const nf = f.length;
+  const iId = f.indexOf('id');
+  const iEdges = f.indexOf('edge_count');
+  const ef = after.snapshot.meta.edge_fields;
+  const enf = ef.length;
+  const edgeTypes = after.snapshot.meta.edge_types[0];
+  const iEType = ef.indexOf('type');
+  const iEName = ef.indexOf('name_or_index');
+  const iTo = ef.indexOf('to_node');
+  const old = new Set();
+  for (let i = 0; i < before.nodes.length; i += before.snapshot.meta.node_fields.length) {
+    old.add(before.nodes[i + before.snapshot.meta.node_fields.indexOf('id')]);
+  }
+  const wanted = new Set(rows);
+  const counts = new Map();
+  let edge = 0;
+  for (let i = 0; i < after.nodes.length; i += nf) {
+    const from = rowName(after, i);
+    for (let k = 0; k < after.nodes[i + iEdges]; k++, edge += enf) {
+      const to = after.edges[edge + iTo];
+      if (old.has(after.nodes[to + iId])) continue;
+      const target = rowName(after, to);
+      if (!wanted.has(target)) continue;
+      const et = edgeTypes[after.edges[edge + iEType]];
+      if (et === 'weak') continue;
+      const en = et === 'element' || et === 'hidden' ? `[${et}]` : after.strings[after.edges[edge + iEName]];
+      const key = `${target.padEnd(24)} <- ${from} .${en}`;
+      counts.set(key, (counts.get(key) || 0) + 1);
+    }
+  }
+  return [...counts].filter(([, c]) => c / perConn >= 0.5).sort((a, b) => b[1] - a[1]).map(([k, c]) => `  ${(c / perConn).toFixed(2).padStart(6)}/conn  ${k}`);
 }
 
 async function main() {
@@ -145,8 +189,10 @@ async function main() {
     const ok2 = await open('heap');
     const snap1 = await ask('heap');
     await close();
-    const a0 = aggregate(snap0);
-    const a1 = aggregate(snap1);
+    const s0 = JSON.parse(fs.readFileSync(snap0, 'utf8'));
+    const s1 = JSON.parse(fs.readFileSync(snap1, 'utf8'));
+    const a0 = aggregate(s0);
+    const a1 = aggregate(s1);
     const rows = [];
     for (const [name, e] of a1) {
       const b = a0.get(name) || { size: 0, count: 0 };
@@ -157,6 +203,7 @@ async function main() {
     const total = rows.reduce((s, x) => s + x.bytes, 0);
     out.push('', `  V8 heap growth by constructor (snapshot self sizes; total ${kb(total)}):`);
     for (const x of rows.slice(0, top)) out.push(`  ${x.bytes.toFixed(0).padStart(7)} B  ${x.count.toFixed(2).padStart(6)}/conn  ${x.name}`);
+    if (arg('retainers')) out.push('', '  retainers of the new objects in those rows:', ...retainers(s0, s1, arg('retainers').split(','), ok2));
     process.stdout.write(out.join('\n') + '\n');
   } finally {
     for (const g of gens) await g.stop();
