@@ -283,6 +283,41 @@ async function main() {
     async restart(s) {
       await s.restart();
     },
+    /**
+     * Restarts a node column able to collect its garbage on request (--expose-gc and the
+     * profiler preload; no other change); `fn` runs with `fullGc()`, which collects twice and
+     * resolves to the process' memoryUsage(). Mosquitto is restarted as is; its `fullGc()` is null.
+     * The usual flags are back from the next restart on.
+     */
+    async withFullGc(s, fn) {
+      if (s.kind === 'mosquitto') {
+        await s.restart();
+        return fn(async () => null);
+      }
+      const saved = { nodeArgs: s.nodeArgs, extraEnv: s.extraEnv };
+      const preload = ['-r', path.join(__dirname, 'lib', 'profiler.js')];
+      const hasPreload = (s.nodeArgs || []).includes(preload[1]);
+      s.nodeArgs = ['--expose-gc', ...(hasPreload ? [] : preload), ...(s.nodeArgs || [])];
+      s.extraEnv = { ...s.extraEnv, BENCH_PROF_CTL: profCtl, BENCH_PROF_DIR: profDir };
+      if (!fs.existsSync(profCtl)) fs.writeFileSync(profCtl, 'idle\n');
+      try {
+        await s.restart();
+        let seq = 0;
+        return await fn(async () => {
+          const file = path.join(tmp, `mem-${s.name}-${s.pid}-${++seq}.json`);
+          fs.writeFileSync(profCtl, `mem ${s.pid} ${file}\n`);
+          const until = Date.now() + 60000;
+          while (!fs.existsSync(file)) {
+            if (Date.now() > until) throw new Error(`${s.label}: no memory report after a full GC`);
+            await sleep(100);
+          }
+          return JSON.parse(fs.readFileSync(file, 'utf8'));
+        });
+      } finally {
+        s.nodeArgs = saved.nodeArgs;
+        s.extraEnv = saved.extraEnv;
+      }
+    },
     async profile(s, scenario, tag, fn) {
       if (!profileSet.has(scenario) || s.kind === 'mosquitto') return fn();
       fs.writeFileSync(profCtl, `start ${s.pid} ${s.name}-${tag}-${rid}\n`);
