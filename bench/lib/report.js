@@ -5,6 +5,8 @@
 //   target?: { type: 'ratio', op, value } (value / bare aedes, for the service columns)
 //          | { type: 'abs', op, value, text } (the service columns' own value)
 //          | { type: 'check', pass: {column: bool}, text } (computed by the scenario)
+//   pairedRatios?: {column: n} (the scenario's own ratio to bare aedes, used instead of
+//          value / aedes value: the median of per-cycle ratios of interleaved repetitions)
 //   note? }
 
 const SERVICE = new Set(['service', 'service-pg']);
@@ -26,7 +28,9 @@ function evaluate(fig) {
   fig.ratios = {};
   for (const [col, v] of Object.entries(fig.values)) {
     if (col === 'aedes' || v === null || v === undefined || fig.noRatio) continue;
-    if (typeof base === 'number' && base !== 0 && typeof v === 'number') fig.ratios[col] = v / base;
+    if (fig.pairedRatios) {
+      if (typeof fig.pairedRatios[col] === 'number') fig.ratios[col] = fig.pairedRatios[col];
+    } else if (typeof base === 'number' && base !== 0 && typeof v === 'number') fig.ratios[col] = v / base;
   }
   fig.verdicts = {};
   const t = fig.target;

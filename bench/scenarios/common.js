@@ -51,7 +51,28 @@ function medians(results, pick) {
   return v;
 }
 
+/**
+ * {name: median over the repetitions of pick(its result) / pick(bare aedes' result of the same
+ * cycle)}, for results of interleaved(). The machine's speed drifts by 2x within minutes here:
+ * a ratio within one cycle (seconds apart) cancels that drift, a ratio of two medians does not.
+ */
+function pairedRatios(results, pick) {
+  const base = results.aedes || [];
+  const v = {};
+  for (const [name, list] of Object.entries(results)) {
+    if (name === 'aedes') continue;
+    const xs = [];
+    for (let i = 0; i < list.length; i++) {
+      const a = base[i] ? pick(base[i]) : null;
+      const x = list[i] ? pick(list[i]) : null;
+      if (typeof a === 'number' && a > 0 && typeof x === 'number') xs.push(x / a);
+    }
+    v[name] = xs.length ? median(xs) : null;
+  }
+  return v;
+}
+
 const services = (ctx) => ctx.servers.filter((s) => s.kind === 'service');
 const byName = (ctx, name) => ctx.servers.find((s) => s.name === name);
 
-module.exports = { interleaved, medians, services, byName, saturating };
+module.exports = { interleaved, medians, pairedRatios, services, byName, saturating };

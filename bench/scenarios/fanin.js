@@ -1,7 +1,7 @@
 'use strict';
 // 1. Fan-in: 50 publishers on their own topics, 1 subscriber on a wildcard; delivered msg/s.
 
-const { interleaved, medians, byName, saturating } = require('./common');
+const { interleaved, medians, pairedRatios, byName, saturating } = require('./common');
 
 const N_PUB = 50;
 
@@ -26,7 +26,7 @@ module.exports = {
       for (const [name, v] of Object.entries(delivered)) (ctx.saturation[name] ??= {})[`qos${qos}`] = v;
       ctx.figure({
         id: `fanin.qos${qos}`, scenario: '1 fan-in', label: `fan-in QoS ${qos} delivered`, unit: 'msg/s', better: 'higher',
-        values: delivered, target: { type: 'ratio', op: '>=', value: 0.9 },
+        values: delivered, pairedRatios: pairedRatios(res, (r) => r.delivered), target: { type: 'ratio', op: '>=', value: 0.9 },
       });
       ctx.figure({
         id: `fanin.qos${qos}.gencpu`, scenario: '1 fan-in', label: `  generator cpu (cores)`, unit: 'x', better: null,
