@@ -1,4 +1,4 @@
-import { AclRuleInput, ClientAcl } from './compiled-acl';
+import { AclRuleInput, TenantAcl } from './compiled-acl';
 import { filterCovers, filtersIntersect, topicFilterError, topicNameError } from './topic-filter';
 
 const rule = (topic: string, more: Partial<AclRuleInput> = {}): AclRuleInput => ({
@@ -11,7 +11,7 @@ const rule = (topic: string, more: Partial<AclRuleInput> = {}): AclRuleInput => 
 });
 
 const acl = (rules: AclRuleInput[], device: string | null = 'dev1', clientId = 'c1', defaultAllow = false) =>
-  new ClientAcl(rules, defaultAllow, device, clientId, 0);
+  new TenantAcl(rules, defaultAllow, 0).forClient(device, clientId);
 
 describe('topic syntax', () => {
   it.each([
@@ -151,5 +151,61 @@ describe('ClientAcl', () => {
     expect(a.canPublish('fleet/999/y/data')).toBe(true);
     expect(a.canPublish('fleet/500/x/data')).toBe(false);
     expect(a.canPublish('fleet/1000/y/data')).toBe(false);
+  });
+});
+
+describe('TenantAcl: one compilation shared by the clients of a tenant', () => {
+  const rules = [
+    rule('devices/${device}/#'),
+    rule('cmd/${clientid}/+', { action: 'subscribe' }),
+    rule('devices/+/locked', { permission: 'deny', priority: 1 }),
+    rule('admin/#', { deviceName: 'dev2' }),
+    rule('x/${device}/${clientid}'),
+  ];
+
+  it("decides for each client with its own device name and client id", () => {
+    const tenant = new TenantAcl(rules, false, 7);
+    const one = tenant.forClient('dev1', 'c1');
+    const two = tenant.forClient('dev2', 'c2');
+    expect(one.generation).toBe(7);
+    expect(one.canPublish('devices/dev1/t')).toBe(true);
+    expect(one.canPublish('devices/dev2/t')).toBe(false);
+    expect(two.canPublish('devices/dev2/t')).toBe(true);
+    expect(two.canPublish('devices/dev1/t')).toBe(false);
+    expect(one.canPublish('devices/dev1/locked')).toBe(false);
+    expect(one.canPublish('admin/x')).toBe(false);
+    expect(two.canPublish('admin/x')).toBe(true);
+    expect(one.canPublish('x/dev1/c1')).toBe(true);
+    expect(one.canPublish('x/dev1/c2')).toBe(false);
+    expect(two.canPublish('x/dev2/c2')).toBe(true);
+    expect(one.checkSubscribe('cmd/c1/+').allowed).toBe(true);
+    expect(one.checkSubscribe('cmd/c2/+').allowed).toBe(false);
+    expect(two.checkSubscribe('cmd/c2/go').allowed).toBe(true);
+  });
+
+  it('shares one ClientAcl only while no rule depends on the client', () => {
+    const independent = new TenantAcl([rule('a/#')], false, 0);
+    expect(independent.forClient('dev1', 'c1')).toBe(independent.forClient('dev2', 'c2'));
+    const dependent = new TenantAcl(rules, false, 0);
+    expect(dependent.forClient('dev1', 'c1')).not.toBe(dependent.forClient('dev1', 'c1'));
+  });
+
+  it('lets a placeholder that cannot be filled in deny as a + (never allow), as mosquitto does', () => {
+    const deny = [rule('#'), rule('cmd/${clientid}', { permission: 'deny' }), rule('own/${device}', { permission: 'deny' })];
+    const tenant = new TenantAcl(deny, false, 0);
+    const unsafe = tenant.forClient('dev1', 'a/b');
+    expect(unsafe.canPublish('cmd/anything')).toBe(false);
+    expect(unsafe.canPublish('own/dev1')).toBe(false);
+    expect(unsafe.canPublish('own/dev2')).toBe(true);
+    const anonymous = tenant.forClient(null, 'c1');
+    expect(anonymous.canPublish('own/anything')).toBe(false);
+    expect(anonymous.canPublish('cmd/c1')).toBe(false);
+    expect(anonymous.canPublish('cmd/c2')).toBe(true);
+    expect(anonymous.checkSubscribe('own/+')).toEqual({ allowed: false, partlyDenied: false });
+    expect(anonymous.checkSubscribe('other/#')).toEqual({ allowed: true, partlyDenied: false });
+    // a level that only partly is a placeholder matches nothing when it can't be filled in
+    const partial = new TenantAcl([rule('#'), rule('p/d-${device}', { permission: 'deny' })], false, 0);
+    expect(partial.forClient(null, 'c').canPublish('p/d-x')).toBe(true);
+    expect(partial.forClient('x', 'c').canPublish('p/d-x')).toBe(false);
   });
 });

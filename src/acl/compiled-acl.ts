@@ -12,21 +12,42 @@ export interface AclRuleInput {
   priority: number;
 }
 
-interface Candidate {
-  levels: string[];
-  deny: boolean;
+/** One rule as the tries and the subscribe check hold it. */
+interface RuleEntry {
   priority: number;
+  deny: boolean;
+  /** the device the rule is about; null: every principal of the tenant */
+  device: string | null;
+  /** the filter as written, placeholders included (the subscribe check substitutes them) */
+  topic: string;
+  /** split, when the topic has no placeholder */
+  levels: string[] | null;
+}
+
+/** An edge of the trie whose level holds a `${device}` or `${clientid}` placeholder. */
+interface TemplateEdge {
+  template: string;
+  /** the level is the placeholder alone: where it cannot be substituted, it stands for '+' */
+  whole: boolean;
+  node: TrieNode;
 }
 
 /** A node of the filter trie: rules are found by walking the topic, not by scanning them all. */
 class TrieNode {
   children: Map<string, TrieNode> | null = null;
   plus: TrieNode | null = null;
-  hash: Decision | null = null;
-  here: Decision | null = null;
+  templates: TemplateEdge[] | null = null;
+  hash: RuleEntry[] | null = null;
+  here: RuleEntry[] | null = null;
 
   child(level: string): TrieNode {
     if (level === '+') return (this.plus ??= new TrieNode());
+    if (level.includes('${')) {
+      this.templates ??= [];
+      let edge = this.templates.find((e) => e.template === level);
+      if (!edge) this.templates.push((edge = { template: level, whole: level === DEVICE || level === CLIENT_ID, node: new TrieNode() }));
+      return edge.node;
+    }
     this.children ??= new Map();
     let next = this.children.get(level);
     if (!next) this.children.set(level, (next = new TrieNode()));
@@ -34,49 +55,83 @@ class TrieNode {
   }
 }
 
-/** The strongest rule seen: higher priority wins, deny wins at equal priority. */
-class Decision {
-  constructor(
-    public priority: number,
-    public deny: boolean,
-  ) {}
+const DEVICE = '${device}';
+const CLIENT_ID = '${clientid}';
 
-  merge(priority: number, deny: boolean): void {
-    if (priority > this.priority || (priority === this.priority && deny)) {
-      this.priority = priority;
-      this.deny = deny;
-    }
-  }
-}
-
-function insert(root: TrieNode, c: Candidate): void {
+function insert(root: TrieNode, rule: RuleEntry): void {
   let node = root;
-  for (const level of c.levels) {
+  for (const level of rule.topic.split('/')) {
     if (level === '#') {
-      if (node.hash) node.hash.merge(c.priority, c.deny);
-      else node.hash = new Decision(c.priority, c.deny);
+      (node.hash ??= []).push(rule);
       return;
     }
     node = node.child(level);
   }
-  if (node.here) node.here.merge(c.priority, c.deny);
-  else node.here = new Decision(c.priority, c.deny);
+  (node.here ??= []).push(rule);
 }
 
-function strongest(a: Decision | null, b: Decision | null): Decision | null {
+/** The strongest rule: higher priority wins, deny wins at equal priority. */
+function strongest(a: RuleEntry | null, b: RuleEntry | null): RuleEntry | null {
   if (!a) return b;
   if (!b) return a;
   if (b.priority > a.priority || (b.priority === a.priority && b.deny)) return b;
   return a;
 }
 
-function walk(node: TrieNode, levels: readonly string[], i: number): Decision | null {
+/** Who is asking: what the placeholders stand for. */
+interface Principal {
+  deviceName: string | null;
+  clientId: string;
+  /** false: the client id has '+', '#' or '/' and must not be put into a pattern */
+  clientIdSafe: boolean;
+}
+
+/**
+ * `template` with the principal's values, or null where one of them can't be used (the
+ * anonymous principal has no device name; a client id with wildcards or '/' must not widen a
+ * pattern, like mosquitto's acl__pre_check).
+ */
+function substitute(template: string, who: Principal): string | null {
+  let out = template;
+  if (out.includes(DEVICE)) {
+    if (who.deviceName === null) return null;
+    out = out.replaceAll(DEVICE, who.deviceName);
+  }
+  if (out.includes(CLIENT_ID)) {
+    if (!who.clientIdSafe) return null;
+    out = out.replaceAll(CLIENT_ID, who.clientId);
+  }
+  return out;
+}
+
+function applicable(rules: RuleEntry[] | null, who: Principal, denyOnly: boolean): RuleEntry | null {
+  if (rules === null) return null;
+  let best: RuleEntry | null = null;
+  for (const r of rules) {
+    if ((r.device === null || r.device === who.deviceName) && (!denyOnly || r.deny)) best = strongest(best, r);
+  }
+  return best;
+}
+
+/**
+ * `denyOnly`: the path went through a placeholder that could not be substituted; as in
+ * mosquitto, such a rule can still deny (its placeholder standing for '+') but never allow.
+ */
+function walk(node: TrieNode, levels: readonly string[], i: number, who: Principal, denyOnly: boolean): RuleEntry | null {
   // '#' also matches the parent level [MQTT-4.7.1-2]
-  let best = node.hash;
-  if (i === levels.length) return strongest(best, node.here);
+  let best = applicable(node.hash, who, denyOnly);
+  if (i === levels.length) return strongest(best, applicable(node.here, who, denyOnly));
   const exact = node.children?.get(levels[i]);
-  if (exact) best = strongest(best, walk(exact, levels, i + 1));
-  if (node.plus) best = strongest(best, walk(node.plus, levels, i + 1));
+  if (exact) best = strongest(best, walk(exact, levels, i + 1, who, denyOnly));
+  if (node.plus) best = strongest(best, walk(node.plus, levels, i + 1, who, denyOnly));
+  if (node.templates) {
+    for (const edge of node.templates) {
+      const level = substitute(edge.template, who);
+      if (level !== null) {
+        if (level === levels[i]) best = strongest(best, walk(edge.node, levels, i + 1, who, denyOnly));
+      } else if (edge.whole) best = strongest(best, walk(edge.node, levels, i + 1, who, true));
+    }
+  }
   return best;
 }
 
@@ -84,54 +139,74 @@ const UNSAFE_IN_PATTERN = /[+#/\u0000]/;
 const MEMO_LIMIT = 512;
 
 /**
- * The rules that apply to one connected client, placeholders substituted, compiled once per
- * connect (and again when the tenant's rules change). Checks never touch the database.
+ * A tenant's rules, compiled once per rule generation and shared by all its clients: the
+ * placeholders stay in the tries and are matched against each client's device name and client
+ * id during the walk. (Compiled per client, 1,000 rules cost ~380 KiB per connection.)
  */
-export class ClientAcl {
-  private readonly publishTrie = new TrieNode();
-  private readonly receiveTrie = new TrieNode();
-  private readonly subscribeRules: Candidate[] = [];
-  private readonly publishMemo = new Map<string, boolean>();
-  private readonly receiveMemo = new Map<string, boolean>();
+export class TenantAcl {
+  readonly publishTrie = new TrieNode();
+  readonly receiveTrie = new TrieNode();
+  readonly subscribeRules: RuleEntry[] = [];
+  /** no rule names a device or holds a placeholder: every client can share one ClientAcl */
+  private readonly shared: ClientAcl | null;
 
   constructor(
     rules: readonly AclRuleInput[],
-    private readonly defaultAllow: boolean,
-    deviceName: string | null,
-    clientId: string,
+    readonly defaultAllow: boolean,
     /** the tenant's rule generation this was compiled from */
     readonly generation: number,
   ) {
-    const clientIdSafe = !UNSAFE_IN_PATTERN.test(clientId);
+    let clientIndependent = true;
     for (const rule of rules) {
-      if (rule.deviceName !== null && rule.deviceName !== deviceName) continue;
-      let topic = rule.topic;
-      if (topic.includes('${device}')) {
-        // the anonymous principal has no device name: a rule about "the device's own topics" can't grant it anything
-        if (deviceName === null) {
-          if (rule.permission === 'allow') continue;
-          topic = topic.replaceAll('${device}', '+');
-        } else topic = topic.replaceAll('${device}', deviceName);
-      }
-      if (topic.includes('${clientid}')) {
-        // like mosquitto's acl__pre_check: a client id with wildcards or '/' must not widen a pattern
-        if (!clientIdSafe) {
-          if (rule.permission === 'allow') continue;
-          topic = topic.replaceAll('${clientid}', '+');
-        } else topic = topic.replaceAll('${clientid}', clientId);
-      }
-      const c: Candidate = { levels: topic.split('/'), deny: rule.permission === 'deny', priority: rule.priority };
-      if (rule.action !== 'subscribe') insert(this.publishTrie, c);
+      const templated = rule.topic.includes('${');
+      if (templated || rule.deviceName !== null) clientIndependent = false;
+      const entry: RuleEntry = {
+        priority: rule.priority,
+        deny: rule.permission === 'deny',
+        device: rule.deviceName,
+        topic: rule.topic,
+        levels: templated ? null : rule.topic.split('/'),
+      };
+      if (rule.action !== 'subscribe') insert(this.publishTrie, entry);
       if (rule.action !== 'publish') {
-        insert(this.receiveTrie, c);
-        this.subscribeRules.push(c);
+        insert(this.receiveTrie, entry);
+        this.subscribeRules.push(entry);
       }
     }
+    this.shared = clientIndependent ? new ClientAcl(this, null, '') : null;
+  }
+
+  /** The ACL of one client (the shared one when no rule depends on who the client is). */
+  forClient(deviceName: string | null, clientId: string): ClientAcl {
+    return this.shared ?? new ClientAcl(this, deviceName, clientId);
+  }
+}
+
+/**
+ * The rules as they apply to one connected client. Checks never touch the database; the per
+ * client part is the principal and two small memos, created on first use.
+ */
+export class ClientAcl implements Principal {
+  readonly clientIdSafe: boolean;
+  private publishMemo: Map<string, boolean> | null = null;
+  private receiveMemo: Map<string, boolean> | null = null;
+
+  constructor(
+    private readonly rules: TenantAcl,
+    readonly deviceName: string | null,
+    readonly clientId: string,
+  ) {
+    this.clientIdSafe = !UNSAFE_IN_PATTERN.test(clientId);
+  }
+
+  /** the tenant's rule generation this was compiled from */
+  get generation(): number {
+    return this.rules.generation;
   }
 
   /** May this client publish to `topic` (a device-side topic name)? */
   canPublish(topic: string): boolean {
-    return this.decide(walk(this.publishTrie, topic.split('/'), 0));
+    return this.decide(walk(this.rules.publishTrie, topic.split('/'), 0, this, false));
   }
 
   /**
@@ -140,10 +215,10 @@ export class ClientAcl {
    * topics costs one map lookup and allocates nothing.
    */
   canPublishRouted(routed: string, unmount: (routed: string) => string): boolean {
-    let allowed = this.publishMemo.get(routed);
+    let allowed = this.publishMemo?.get(routed);
     if (allowed === undefined) {
       allowed = this.canPublish(unmount(routed));
-      this.remember(this.publishMemo, routed, allowed);
+      this.publishMemo = remember(this.publishMemo, routed, allowed);
     }
     return allowed;
   }
@@ -153,10 +228,10 @@ export class ClientAcl {
    * subscription that a deny rule partly overlaps (see `checkSubscribe`).
    */
   canReceiveRouted(routed: string, unmount: (routed: string) => string): boolean {
-    let allowed = this.receiveMemo.get(routed);
+    let allowed = this.receiveMemo?.get(routed);
     if (allowed === undefined) {
-      allowed = this.decide(walk(this.receiveTrie, unmount(routed).split('/'), 0));
-      this.remember(this.receiveMemo, routed, allowed);
+      allowed = this.decide(walk(this.rules.receiveTrie, unmount(routed).split('/'), 0, this, false));
+      this.receiveMemo = remember(this.receiveMemo, routed, allowed);
     }
     return allowed;
   }
@@ -169,16 +244,17 @@ export class ClientAcl {
    */
   checkSubscribe(filter: string): { allowed: boolean; partlyDenied: boolean } {
     const levels = filter.split('/');
-    let best: Decision | null = null;
-    for (const c of this.subscribeRules) {
-      if (filterCovers(c.levels, levels)) best = strongest(best, new Decision(c.priority, c.deny));
+    const rules = this.subscribeRulesOfClient();
+    let best: RuleEntry | null = null;
+    for (const [r, ruleLevels] of rules) {
+      if (filterCovers(ruleLevels, levels)) best = strongest(best, r);
     }
-    const allowed = best ? !best.deny : this.defaultAllow;
+    const allowed = best ? !best.deny : this.rules.defaultAllow;
     if (!allowed) return { allowed, partlyDenied: false };
     const floor = best ? best.priority : -Infinity;
     let partlyDenied = false;
-    for (const c of this.subscribeRules) {
-      if (c.deny && c.priority >= floor && filtersIntersect(c.levels, levels)) {
+    for (const [r, ruleLevels] of rules) {
+      if (r.deny && r.priority >= floor && filtersIntersect(ruleLevels, levels)) {
         partlyDenied = true;
         break;
       }
@@ -186,13 +262,45 @@ export class ClientAcl {
     return { allowed, partlyDenied };
   }
 
-  private decide(d: Decision | null): boolean {
-    return d ? !d.deny : this.defaultAllow;
+  /**
+   * The subscribe-side rules that apply to this client, placeholders substituted (a SUBSCRIBE
+   * is rare next to messages: built for each one rather than kept per connection). A
+   * placeholder that can't be substituted drops an allow rule and stands for '+' in a deny rule.
+   */
+  private subscribeRulesOfClient(): [RuleEntry, string[]][] {
+    const out: [RuleEntry, string[]][] = [];
+    for (const r of this.rules.subscribeRules) {
+      if (r.device !== null && r.device !== this.deviceName) continue;
+      if (r.levels !== null) {
+        out.push([r, r.levels]);
+        continue;
+      }
+      let topic = r.topic;
+      if (topic.includes(DEVICE)) {
+        if (this.deviceName === null) {
+          if (!r.deny) continue;
+          topic = topic.replaceAll(DEVICE, '+');
+        } else topic = topic.replaceAll(DEVICE, this.deviceName);
+      }
+      if (topic.includes(CLIENT_ID)) {
+        if (!this.clientIdSafe) {
+          if (!r.deny) continue;
+          topic = topic.replaceAll(CLIENT_ID, '+');
+        } else topic = topic.replaceAll(CLIENT_ID, this.clientId);
+      }
+      out.push([r, topic.split('/')]);
+    }
+    return out;
   }
 
-  private remember(memo: Map<string, boolean>, topic: string, allowed: boolean): void {
-    if (memo.size >= MEMO_LIMIT) memo.clear();
-    memo.set(topic, allowed);
+  private decide(d: RuleEntry | null): boolean {
+    return d ? !d.deny : this.rules.defaultAllow;
   }
 }
 
+function remember(memo: Map<string, boolean> | null, topic: string, allowed: boolean): Map<string, boolean> {
+  if (memo === null) memo = new Map();
+  else if (memo.size >= MEMO_LIMIT) memo.clear();
+  memo.set(topic, allowed);
+  return memo;
+}

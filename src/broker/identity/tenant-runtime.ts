@@ -1,5 +1,4 @@
-import type { AclRuleInput } from '../../acl/compiled-acl';
-import { ClientAcl } from '../../acl/compiled-acl';
+import { TenantAcl, type AclRuleInput, type ClientAcl } from '../../acl/compiled-acl';
 import type { TenantLimits } from '../../tenants/limits';
 import { LimitHits, TenantLimitState } from '../limits/limit-state';
 import { Mountpoint } from '../tenancy/mountpoint';
@@ -11,11 +10,6 @@ export interface DeviceEntry extends DeviceSnapshot {
   verifiedDigest?: Buffer;
   /** the bcrypt comparison in progress for this entry, shared by concurrent connects */
   verifying?: { digest: Buffer; result: Promise<boolean> };
-}
-
-/** A rule that grants or denies the same to every client of the tenant. */
-function isClientIndependent(rule: AclRuleInput): boolean {
-  return rule.deviceName === null && !rule.topic.includes('${');
 }
 
 /** Per-tenant counters, read by metrics and $SYS; plain integer fields, bumped on the hot path. */
@@ -54,8 +48,8 @@ export class TenantRuntime {
   activeCertificates = new Map<string, string>();
   /** bumped whenever `rules` or `defaultAllow` change; clients recompile their ACL lazily */
   ruleGeneration = 0;
-  /** the ACL every client gets, while the rules are the same for all (see compileAcl) */
-  private sharedAcl: ClientAcl | null = null;
+  /** the rules compiled for the current generation, shared by the clients (see compileAcl) */
+  private compiledAcl: TenantAcl | null = null;
   readonly clients = new Set<BrokerClient>();
   readonly counters = new TenantCounters();
   /** rate budget, retained-message ledger and connection count of the limits (limits/) */
@@ -108,15 +102,14 @@ export class TenantRuntime {
   }
 
   /**
-   * The ACL of one client. When no rule names a device or holds a placeholder, every client of
-   * the tenant gets the same rules: they share one compiled ACL (and its memo) instead of a copy
-   * each per connection.
+   * The ACL of one client: the tenant's rules, compiled once per rule generation and shared
+   * (placeholders are matched per client during the walk), plus the client's own memo.
    */
   compileAcl(deviceName: string | null, deviceClientId: string): ClientAcl {
-    const shared = this.sharedAcl;
-    if (shared !== null && shared.generation === this.ruleGeneration) return shared;
-    const acl = new ClientAcl(this.rules, this.defaultAllow, deviceName, deviceClientId, this.ruleGeneration);
-    this.sharedAcl = this.rules.every(isClientIndependent) ? acl : null;
-    return acl;
+    let compiled = this.compiledAcl;
+    if (compiled === null || compiled.generation !== this.ruleGeneration) {
+      compiled = this.compiledAcl = new TenantAcl(this.rules, this.defaultAllow, this.ruleGeneration);
+    }
+    return compiled.forClient(deviceName, deviceClientId);
   }
 }
