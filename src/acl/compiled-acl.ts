@@ -87,19 +87,22 @@ interface Principal {
 }
 
 /**
- * `template` with the principal's values, or null where one of them can't be used (the
- * anonymous principal has no device name; a client id with wildcards or '/' must not widen a
- * pattern, like mosquitto's acl__pre_check).
+ * `template` with the principal's values. Where one of them can't be used (the anonymous
+ * principal has no device name; a client id with wildcards or '/' must not widen a pattern, like
+ * mosquitto's acl__pre_check) its placeholder becomes `unfillable`, or the result is null when
+ * that is null.
  */
-function substitute(template: string, who: Principal): string | null {
+function substitute(template: string, who: Principal, unfillable: string | null): string | null {
   let out = template;
   if (out.includes(DEVICE)) {
-    if (who.deviceName === null) return null;
-    out = out.replaceAll(DEVICE, who.deviceName);
+    const value = who.deviceName ?? unfillable;
+    if (value === null) return null;
+    out = out.replaceAll(DEVICE, value);
   }
   if (out.includes(CLIENT_ID)) {
-    if (!who.clientIdSafe) return null;
-    out = out.replaceAll(CLIENT_ID, who.clientId);
+    const value = who.clientIdSafe ? who.clientId : unfillable;
+    if (value === null) return null;
+    out = out.replaceAll(CLIENT_ID, value);
   }
   return out;
 }
@@ -126,7 +129,7 @@ function walk(node: TrieNode, levels: readonly string[], i: number, who: Princip
   if (node.plus) best = strongest(best, walk(node.plus, levels, i + 1, who, denyOnly));
   if (node.templates) {
     for (const edge of node.templates) {
-      const level = substitute(edge.template, who);
+      const level = substitute(edge.template, who, null);
       if (level !== null) {
         if (level === levels[i]) best = strongest(best, walk(edge.node, levels, i + 1, who, denyOnly));
       } else if (edge.whole) best = strongest(best, walk(edge.node, levels, i + 1, who, true));
@@ -275,20 +278,8 @@ export class ClientAcl implements Principal {
         out.push([r, r.levels]);
         continue;
       }
-      let topic = r.topic;
-      if (topic.includes(DEVICE)) {
-        if (this.deviceName === null) {
-          if (!r.deny) continue;
-          topic = topic.replaceAll(DEVICE, '+');
-        } else topic = topic.replaceAll(DEVICE, this.deviceName);
-      }
-      if (topic.includes(CLIENT_ID)) {
-        if (!this.clientIdSafe) {
-          if (!r.deny) continue;
-          topic = topic.replaceAll(CLIENT_ID, '+');
-        } else topic = topic.replaceAll(CLIENT_ID, this.clientId);
-      }
-      out.push([r, topic.split('/')]);
+      const topic = substitute(r.topic, this, r.deny ? '+' : null);
+      if (topic !== null) out.push([r, topic.split('/')]);
     }
     return out;
   }
