@@ -14,7 +14,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { Worker } = require('./lib/proc');
+const { Worker, askProfiler } = require('./lib/proc');
 const { AedesServer, ServiceServer, ensureBuild, REPO } = require('./lib/servers');
 
 const arg = (k, d) => {
@@ -121,13 +121,7 @@ async function main() {
   /** asks the server process for a snapshot or a memoryUsage dump and waits for the file */
   async function ask(verb) {
     const file = path.join(tmp, `${verb}-${++seq}.${verb === 'heap' ? 'heapsnapshot' : 'json'}`);
-    fs.writeFileSync(ctl, `${verb} ${server.pid} ${file}\n`);
-    const until = Date.now() + 180000;
-    while (!fs.existsSync(file)) {
-      if (Date.now() > until) throw new Error(`no ${verb} from the server`);
-      await sleep(200);
-    }
-    return file;
+    return askProfiler(ctl, server.pid, verb, file, 180000);
   }
   async function measure() {
     const mem = JSON.parse(fs.readFileSync(await ask('mem'), 'utf8'));

@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { Worker, taskset, tryExec } = require('./lib/proc');
+const { Worker, askProfiler, taskset, tryExec } = require('./lib/proc');
 const { AedesServer, MosquittoServer, ServiceServer, Postgres, ensureBuild, startFlags, REPO } = require('./lib/servers');
 const { evaluate, table, SERVICE } = require('./lib/report');
 
@@ -305,13 +305,7 @@ async function main() {
         let seq = 0;
         return await fn(async () => {
           const file = path.join(tmp, `mem-${s.name}-${s.pid}-${++seq}.json`);
-          fs.writeFileSync(profCtl, `mem ${s.pid} ${file}\n`);
-          const until = Date.now() + 60000;
-          while (!fs.existsSync(file)) {
-            if (Date.now() > until) throw new Error(`${s.label}: no memory report after a full GC`);
-            await sleep(100);
-          }
-          return JSON.parse(fs.readFileSync(file, 'utf8'));
+          return JSON.parse(fs.readFileSync(await askProfiler(profCtl, s.pid, 'mem', file), 'utf8'));
         });
       } finally {
         s.nodeArgs = saved.nodeArgs;

@@ -177,6 +177,21 @@ function tryExec(cmd, args) {
   }
 }
 
+/**
+ * Asks a server process that preloads bench/lib/profiler.js for a heap snapshot ('heap') or its
+ * process.memoryUsage() ('mem'), both after a full GC when it runs with --expose-gc, through the
+ * control file `ctl`; resolves once the process has written `file`.
+ */
+async function askProfiler(ctl, pid, verb, file, timeoutMs = 60000) {
+  fs.writeFileSync(ctl, `${verb} ${pid} ${file}\n`);
+  const until = Date.now() + timeoutMs;
+  while (!fs.existsSync(file)) {
+    if (Date.now() > until) throw new Error(`no ${verb} from process ${pid} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return file;
+}
+
 module.exports = {
-  spawnPinned, procStatus, procCpuSeconds, freePort, waitForPort, stopChild, Worker, taskset, commandExists, tryExec, shq,
+  askProfiler, spawnPinned, procStatus, procCpuSeconds, freePort, waitForPort, stopChild, Worker, taskset, commandExists, tryExec, shq,
 };

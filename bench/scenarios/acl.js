@@ -82,7 +82,7 @@ module.exports = {
         one[s.name] = m[s.name];
         many[s.name] = m[`${s.name}+acl`];
         // per cycle, like every ratio of interleaved repetitions (see bench/README.md)
-        ratio[s.name] = pairedRatios({ aedes: res[s.name], many: res[`${s.name}+acl`] }, (r) => r.delivered).many;
+        ratio[s.name] = pairedRatios({ one: res[s.name], many: res[`${s.name}+acl`] }, (r) => r.delivered, 'one').many;
         pass[s.name] = ratio[s.name] !== null && ratio[s.name] >= 0.8;
       }
       ctx.figure({ id: `acl.qos${qos}.one`, scenario: sc, label: `fan-in QoS ${qos}, 1-rule tenant`, unit: 'msg/s', better: 'higher', values: one });

@@ -52,15 +52,15 @@ function medians(results, pick) {
 }
 
 /**
- * {name: median over the repetitions of pick(its result) / pick(bare aedes' result of the same
- * cycle)}, for results of interleaved(). The machine's speed drifts by 2x within minutes here:
- * a ratio within one cycle (seconds apart) cancels that drift, a ratio of two medians does not.
+ * {name: median over the repetitions of pick(its result) / pick(the `baseName` column's result of
+ * the same cycle)}, for results of interleaved(). The machine's speed drifts by 2x within minutes
+ * here: a ratio within one cycle (seconds apart) cancels that drift, a ratio of two medians does not.
  */
-function pairedRatios(results, pick) {
-  const base = results.aedes || [];
+function pairedRatios(results, pick, baseName = 'aedes') {
+  const base = results[baseName] || [];
   const v = {};
   for (const [name, list] of Object.entries(results)) {
-    if (name === 'aedes') continue;
+    if (name === baseName) continue;
     const xs = [];
     for (let i = 0; i < list.length; i++) {
       const a = base[i] ? pick(base[i]) : null;
