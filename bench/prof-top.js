@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict';
 // Summarises a .cpuprofile (from `npm run bench -- --profile=fanin` or `node --cpu-prof`):
-// self and inclusive time per function, and self time per file / package.
+// self and inclusive time per function, and self time per file / package. A .heapprofile
+// (`--profile-alloc`, `node --heap-prof`) is read the same way, in bytes allocated.
 //   node bench/prof-top.js <file.cpuprofile> [--top=30] [--filter=substring]
 //   node bench/prof-top.js <a.cpuprofile> --compare=<b.cpuprofile>   self-time shares side by side
 
@@ -10,11 +11,26 @@ const path = require('node:path');
 
 function load(file) {
   const p = JSON.parse(fs.readFileSync(file, 'utf8'));
+  if (p.head) return loadHeap(p);
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const dt = new Map();
   // time per sample: timeDeltas[i] belongs to samples[i]
   for (let i = 0; i < p.samples.length; i++) dt.set(p.samples[i], (dt.get(p.samples[i]) || 0) + (p.timeDeltas[i] || 0));
   return { p, byId, dt };
+}
+
+/** a sampling heap profile as the same shape: its tree flattened, bytes in place of time */
+function loadHeap(h) {
+  const nodes = [];
+  const dt = new Map();
+  const flatten = (n) => {
+    nodes.push({ id: n.id, callFrame: n.callFrame, children: (n.children || []).map((c) => c.id) });
+    if (n.selfSize) dt.set(n.id, n.selfSize);
+    for (const c of n.children || []) flatten(c);
+  };
+  flatten(h.head);
+  const p = { nodes };
+  return { p, byId: new Map(nodes.map((n) => [n.id, n])), dt, bytes: true };
 }
 
 function where(cf) {
@@ -60,7 +76,7 @@ function compare(a, b, top) {
   const sb = shares(b);
   const keys = new Set([...sa.keys(), ...sb.keys()]);
   const rows = [...keys].map((k) => ({ k, a: sa.get(k) || 0, b: sb.get(k) || 0 })).sort((x, y) => Math.abs(y.b - y.a) - Math.abs(x.b - x.a));
-  process.stdout.write(`share of busy time: A=${a}\n                    B=${b}\n     A       B    B-A\n`);
+  process.stdout.write(`share of the total (busy time, or bytes): A=${a}\n  B=${b}\n     A       B    B-A\n`);
   for (const r of rows.slice(0, top)) {
     process.stdout.write(`${(100 * r.a).toFixed(1).padStart(5)}%  ${(100 * r.b).toFixed(1).padStart(5)}%  ${(100 * (r.b - r.a)).toFixed(1).padStart(5)}  ${r.k}\n`);
   }
@@ -77,7 +93,7 @@ function main() {
   const top = Number((args.find((a) => a.startsWith('--top=')) || '--top=30').slice(6));
   if (cmpWith) return compare(file, cmpWith, top);
   const filter = (args.find((a) => a.startsWith('--filter=')) || '').slice(9);
-  const { p, byId, dt } = load(file);
+  const { p, byId, dt, bytes } = load(file);
   const parent = new Map();
   for (const n of p.nodes) for (const c of n.children || []) parent.set(c, n.id);
   const total = [...dt.values()].reduce((a, b) => a + b, 0);
@@ -108,11 +124,12 @@ function main() {
     [...m.entries()].filter(([k]) => !filter || k.includes(filter)).sort((a, b) => b[1] - a[1]).slice(0, n)
       .forEach(([k, t]) => process.stdout.write(`${pct(t)}  ${k}\n`));
   };
-  process.stdout.write(`${file}: ${(total / 1e6).toFixed(2)} s sampled\n`);
-  show('self time by package', perPkg, 15);
-  show('self time by file', perFile, top);
-  show('self time by function', self, top);
-  show('inclusive time by function', incl, top);
+  const what = bytes ? 'bytes' : 'time';
+  process.stdout.write(`${file}: ${bytes ? `${(total / 1048576).toFixed(1)} MiB allocated` : `${(total / 1e6).toFixed(2)} s sampled`}\n`);
+  show(`self ${what} by package`, perPkg, 15);
+  show(`self ${what} by file`, perFile, top);
+  show(`self ${what} by function`, self, top);
+  show(`inclusive ${what} by function`, incl, top);
 }
 
 main();

@@ -28,10 +28,12 @@ const USAGE = `usage: npm run bench [-- options]
   --retries=N             re-measure a throughput run where neither server nor generator was busy (default 1, quick 0)
   --out=FILE              results file (default bench/results/<date>-<host>.json in full mode)
   --profile=a,b           CPU-profile the service (and bare aedes) during these scenarios
+  --profile-alloc[=live]  with --profile: sample allocations instead of CPU (.heapprofile), all of
+                          them, or (=live) only those still alive when the window ends
   --server-cpus=L --gen-cpus=L   taskset cpu lists (default: 0 and the rest)
   --storm-server-cpus=L   cpus of the servers during the connect storm (default: all, so bcrypt can spread)
   --duration-ms=N --warmup-ms=N   measured window and warm-up of the throughput scenarios
-  --storm-cached-rounds=N  cached (round 2) connect storms per server, median reported (default 5, quick 1)
+  --storm-cached-rounds=N  cached (round 2) connect storms per server, median reported (default 9, quick 1)
   --storm-devices=N --idle-connections=N --sessions=N --acl-rules=N --acl-tenants=N
   --node-args="A B"       extra node flags for the node servers (bare aedes and the service), e.g. "--max-semi-space-size=32"
   --gen-node-args="A B"   extra node flags for the load generators, e.g. "--trace-gc"
@@ -94,7 +96,7 @@ function params(o) {
     }
     : {
       quick, reps: num('reps', 3), retries: num('retries', 1), warmupMs: 1500, durationMs: 5000, latencyRate: 2000, latencyMs: 4000,
-      stormDevices: num('storm-devices', 2000), stormCachedRounds: num('storm-cached-rounds', 5), stormConcurrency: 100, probeQuietMs: 3000,
+      stormDevices: num('storm-devices', 2000), stormCachedRounds: num('storm-cached-rounds', 9), stormConcurrency: 100, probeQuietMs: 3000,
       idleConnections: num('idle-connections', 19000), sessions: num('sessions', 10000), sessionPasses: 3,
       deviceCreations: 200, aclRules: num('acl-rules', 1000), aclTenants: num('acl-tenants', 1000),
       soakSeconds: num('soak-seconds', 600), soakSampleMs: 10000,
@@ -234,13 +236,14 @@ async function main() {
   const columns = servers.map((s) => s.name);
 
   const profCtl = path.join(tmp, 'prof-ctl');
+  const profileAlloc = !o['profile-alloc'] ? '' : o['profile-alloc'] === 'live' ? 'live' : 'all';
   const profDir = path.join(REPO, 'bench', 'results', 'profiles');
   if (profileSet.size) {
     fs.writeFileSync(profCtl, 'idle\n');
     for (const s of servers) {
       if (s.kind === 'mosquitto') continue;
       s.nodeArgs = ['-r', path.join(__dirname, 'lib', 'profiler.js')];
-      s.extraEnv = { ...s.extraEnv, BENCH_PROF_CTL: profCtl, BENCH_PROF_DIR: profDir };
+      s.extraEnv = { ...s.extraEnv, BENCH_PROF_CTL: profCtl, BENCH_PROF_DIR: profDir, BENCH_PROF_ALLOC: profileAlloc };
     }
   }
 
@@ -321,7 +324,7 @@ async function main() {
       } finally {
         fs.writeFileSync(profCtl, `stop ${s.pid}\n`);
         await sleep(600);
-        log(`profile written: ${path.join(profDir, `${s.name}-${tag}-${rid}.cpuprofile`)}`);
+        log(`profile written: ${path.join(profDir, `${s.name}-${tag}-${rid}.${profileAlloc ? 'heapprofile' : 'cpuprofile'}`)}`);
       }
     },
   };

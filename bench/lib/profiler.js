@@ -6,7 +6,10 @@
 // same file; each obeys only lines with its own pid); profiles go to BENCH_PROF_DIR as
 // <tag>.cpuprofile (Chrome DevTools / speedscope format). "heap <pid> <file>" writes a heap
 // snapshot and "mem <pid> <file>" a JSON of process.memoryUsage(), both after a full GC when
-// the process runs with --expose-gc (bench/conn-memory.js).
+// the process runs with --expose-gc (bench/conn-memory.js). With BENCH_PROF_ALLOC=all the
+// measured windows are sampled for allocations instead (<tag>.heapprofile: bytes allocated per
+// function, garbage included: what the scavenger pays for); with BENCH_PROF_ALLOC=live only what
+// is still alive when the window ends (what the window left on the heap).
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -14,6 +17,8 @@ const inspector = require('node:inspector');
 
 const ctl = process.env.BENCH_PROF_CTL;
 const dir = process.env.BENCH_PROF_DIR;
+// '' (CPU), 'all' (every allocation, garbage included) or 'live' (what is still alive at the stop)
+const alloc = process.env.BENCH_PROF_ALLOC || '';
 
 if (ctl && dir) {
   const session = new inspector.Session();
@@ -37,9 +42,18 @@ if (ctl && dir) {
     try {
       if (verb === 'start' && current === null && tag) {
         current = tag.replace(/[^A-Za-z0-9._-]/g, '_');
-        await post('Profiler.enable');
-        await post('Profiler.setSamplingInterval', { interval: 250 });
-        await post('Profiler.start');
+        if (alloc) {
+          // a sample every 4 KiB allocated on average
+          const all = alloc === 'all';
+          await post('HeapProfiler.enable');
+          await post('HeapProfiler.startSampling', {
+            samplingInterval: 4096, includeObjectsCollectedByMajorGC: all, includeObjectsCollectedByMinorGC: all,
+          });
+        } else {
+          await post('Profiler.enable');
+          await post('Profiler.setSamplingInterval', { interval: 250 });
+          await post('Profiler.start');
+        }
       } else if (verb === 'heap' || verb === 'mem') {
         if (typeof global.gc === 'function') {
           global.gc();
@@ -49,9 +63,9 @@ if (ctl && dir) {
         else fs.writeFileSync(`${tag}.tmp`, JSON.stringify(process.memoryUsage()));
         fs.renameSync(`${tag}.tmp`, tag);
       } else if (verb === 'stop' && current !== null) {
-        const { profile } = await post('Profiler.stop');
+        const { profile } = await post(alloc ? 'HeapProfiler.stopSampling' : 'Profiler.stop');
         fs.mkdirSync(dir, { recursive: true });
-        fs.writeFileSync(path.join(dir, `${current}.cpuprofile`), JSON.stringify(profile));
+        fs.writeFileSync(path.join(dir, `${current}.${alloc ? 'heapprofile' : 'cpuprofile'}`), JSON.stringify(profile));
         current = null;
       }
     } catch (err) {
