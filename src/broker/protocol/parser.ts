@@ -88,6 +88,7 @@ const TYPES = [
 const REQUIRED_FLAGS: Record<number, number> = { 4: 0, 5: 0, 6: 2, 7: 0, 8: 2, 10: 2, 12: 0, 14: 0 };
 
 export function installStrictParser(parser: MqttPacketParser, limits: PacketSizeLimits): void {
+  useBufferList(parser);
   parser._strict = {
     maxPacketSize: limits.maxPacketSize,
     maxPacketSizeBeforeConnect: limits.maxPacketSizeBeforeConnect,
@@ -97,6 +98,23 @@ export function installStrictParser(parser: MqttPacketParser, limits: PacketSize
   parser._parseHeader = parseHeader;
   parser._parseLength = parseLength;
   parser._parsePayload = parsePayload;
+}
+
+type BufferListClass = new () => MqttPacketParser['_list'];
+
+/**
+ * mqtt-packet buffers through bl's BufferListStream, a whole Duplex stream (its two states and
+ * an emitter: ~1 KB that every connection keeps for life, ~15% of an idle aedes connection) of
+ * which the parser only uses the buffer-list methods (append, length, readUInt8, slice,
+ * consume, toString). bl's plain BufferList, which the stream class is built on and exports as
+ * `.BufferList`, has exactly those. Swapped while nothing is buffered (right after aedes made
+ * the parser); a bl without that export keeps its stream.
+ */
+function useBufferList(parser: MqttPacketParser): void {
+  const list = parser._list;
+  if (list.length !== 0) return;
+  const Plain = (list.constructor as { BufferList?: BufferListClass }).BufferList;
+  if (typeof Plain === 'function' && !(list instanceof Plain)) parser._list = new Plain();
 }
 
 /** Tightens (or loosens) the limit that applies once the CONNECT is accepted. */

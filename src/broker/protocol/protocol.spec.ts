@@ -1,3 +1,5 @@
+import mqttPacket from 'mqtt-packet';
+import { installStrictParser, type MqttPacketParser } from './parser';
 import { decodeMqttString, isValidMqttString } from './strings';
 import { MAX_TOPIC_LEVELS, validateTopicFilter, validateTopicName } from './topics';
 import { validateConnect } from './validate-connect';
@@ -82,5 +84,38 @@ describe('validateConnect', () => {
   });
   it.each(['', 'a/#', 'a/+'])('closes on will topic %p [MQTT-3.1.3-11]', (topic) => {
     expect(validateConnect({ ...v311, will: { topic } })).toEqual({ action: 'close' });
+  });
+});
+
+describe('the strict reader', () => {
+  const fresh = () => {
+    const parser = mqttPacket.parser() as unknown as MqttPacketParser;
+    const packets: Record<string, unknown>[] = [];
+    parser.on('packet', (p) => packets.push(p));
+    return { parser, packets };
+  };
+
+  it("buffers in bl's plain BufferList, not the Duplex stream mqtt-packet makes (~1 KB per connection)", () => {
+    const { parser } = fresh();
+    const isStream = () => typeof (parser._list as unknown as { pipe?: unknown }).pipe === 'function';
+    expect(isStream()).toBe(true);
+    installStrictParser(parser, { maxPacketSize: 1024, maxPacketSizeBeforeConnect: 1024 });
+    expect(isStream()).toBe(false);
+    expect(parser._list.length).toBe(0);
+  });
+
+  it('reads packets that arrive a byte at a time and several in one chunk', () => {
+    const { parser, packets } = fresh();
+    installStrictParser(parser, { maxPacketSize: 1024, maxPacketSizeBeforeConnect: 1024 });
+    const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'c1', clean: true, keepalive: 30, username: 'acme:d1', password: Buffer.from('pw') });
+    const publish = mqttPacket.generate({ cmd: 'publish', topic: 'a/b', payload: Buffer.from('hello'), qos: 1, messageId: 7, retain: false, dup: false });
+    for (const byte of connect) (parser as unknown as { parse(b: Buffer): number }).parse(Buffer.from([byte]));
+    (parser as unknown as { parse(b: Buffer): number }).parse(Buffer.concat([publish, publish]));
+    expect(parser.error).toBeNull();
+    expect(packets).toHaveLength(3);
+    expect(packets[0]).toMatchObject({ cmd: 'connect', clientId: 'c1', username: 'acme:d1', keepalive: 30 });
+    expect(packets[2]).toMatchObject({ cmd: 'publish', topic: 'a/b', messageId: 7, qos: 1 });
+    expect((packets[2].payload as Buffer).toString()).toBe('hello');
+    expect(parser._list.length).toBe(0);
   });
 });
