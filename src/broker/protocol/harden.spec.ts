@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { createServer, connect, Socket, type AddressInfo } from 'node:net';
 import mqtt, { type IPublishPacket, type Packet } from 'mqtt-packet';
 import { RawClient, startBareBroker, type BareBroker } from '../../../test/helpers/raw-mqtt';
-import { BUSY_TURN_PACKETS, coalesceWrites, droppedMessages, hardenClient, setMaxPacketSize, type HardenableClient, type HardenOptions } from './harden';
+import { BUSY_TURN_PACKETS, BUSY_TURNS_IN_A_ROW, coalesceWrites, droppedMessages, hardenClient, setMaxPacketSize, type HardenableClient, type HardenOptions } from './harden';
 import { MAX_TOPIC_LEVELS } from './topics';
 import { validateConnect } from './validate-connect';
 
@@ -336,7 +336,7 @@ describe('coalesceWrites', () => {
       const writev = jest.spyOn(server as unknown as { _writev: () => void }, '_writev');
       const write = jest.spyOn(server as unknown as { _write: () => void }, '_write');
       // busy stays set until a turn with writes ends: the next write is this socket's
-      await busyTurn();
+      for (let i = 0; i < BUSY_TURNS_IN_A_ROW; i++) await busyTurn();
       const packets = receive(client, 5);
       writeInSuccessiveTicks(server, 5);
       expect((await packets).map((p) => (p as IPublishPacket).topic)).toEqual(['t/0', 't/1', 't/2', 't/3', 't/4']);
@@ -366,6 +366,24 @@ describe('coalesceWrites', () => {
 
   it('on a quiet broker, holds nothing: each packet goes out as soon as mqtt-packet sends it', async () => {
     expect(await systemCallsForThreePackets(true)).toBe(3);
+  });
+
+  it('after a single busy turn (a burst, not a busy broker), holds nothing', async () => {
+    expect(BUSY_TURNS_IN_A_ROW).toBeGreaterThan(1);
+    // a turn that writes, not busy: whatever came before no longer counts
+    await systemCallsForThreePackets(true);
+    for (let i = 0; i < BUSY_TURNS_IN_A_ROW - 1; i++) await busyTurn();
+    const { server, client, close } = await socketPair();
+    try {
+      coalesceWrites(server);
+      const writev = jest.spyOn(server as unknown as { _writev: () => void }, '_writev');
+      const received = receive(client, 3);
+      writeInSuccessiveTicks(server, 3);
+      await received;
+      expect(writev).toHaveBeenCalledTimes(3);
+    } finally {
+      close();
+    }
   });
 
   it('without it, mqtt-packet alone makes one system call per packet (what it saves)', async () => {

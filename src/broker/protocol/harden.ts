@@ -114,9 +114,11 @@ export function hardenClient(client: HardenableClient, options: HardenOptions): 
  * broker's CPU in the fan-in benchmark, for bare aedes too). The first cork of a turn takes one
  * more, released for every such socket together by one setImmediate, right after the reads
  * that caused the writes. Holding costs a message the rest of its poll phase (~0.2 ms at p99
- * at 2,000 msg/s), so it only happens in a turn that follows one with BUSY_TURN_PACKETS
- * packets or more: a quiet broker writes each packet at once, as aedes does. TCP and TLS
- * sockets only: a WebSocket stream turns each chunk into a frame.
+ * at 2,000 msg/s), so it only happens in a turn that follows BUSY_TURNS_IN_A_ROW turns with
+ * BUSY_TURN_PACKETS packets or more each: a quiet broker writes each packet at once, as aedes
+ * does, and so does one that takes a single burst (a QoS 1 message writes two packets, so 16
+ * messages arriving together made a busy turn). TCP and TLS sockets only: a WebSocket stream
+ * turns each chunk into a frame.
  */
 export function coalesceWrites(socket: Socket): void {
   socket.cork = corkUntilEndOfTurn;
@@ -125,7 +127,10 @@ export function coalesceWrites(socket: Socket): void {
 const corkSocket = Socket.prototype.cork;
 /** Packets written in one turn from which the next turn holds its writes (a busy broker). */
 export const BUSY_TURN_PACKETS = 32;
+/** Busy turns in a row (turns without writes do not count) from which the next turn holds. */
+export const BUSY_TURNS_IN_A_ROW = 2;
 let packetsThisTurn = 0;
+let busyTurns = 0;
 let busy = false;
 /** an endTurn is scheduled for this turn */
 let turnEnding = false;
@@ -149,7 +154,8 @@ function corkUntilEndOfTurn(this: Socket): void {
 
 function endTurn(): void {
   turnEnding = false;
-  busy = packetsThisTurn >= BUSY_TURN_PACKETS;
+  busyTurns = packetsThisTurn >= BUSY_TURN_PACKETS ? busyTurns + 1 : 0;
+  busy = busyTurns >= BUSY_TURNS_IN_A_ROW;
   packetsThisTurn = 0;
   const sockets = held;
   held = flushing;
