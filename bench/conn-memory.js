@@ -15,6 +15,7 @@ const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const { Worker, askProfiler } = require('./lib/proc');
+const { aggregate, rowName } = require('./lib/heap-snapshot');
 const { AedesServer, ServiceServer, ensureBuild, REPO } = require('./lib/servers');
 
 const arg = (k, d) => {
@@ -22,39 +23,6 @@ const arg = (k, d) => {
   return a ? a.slice(k.length + 3) : d;
 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** self size per constructor name from a heap snapshot */
-function aggregate(snap) {
-  const f = snap.snapshot.meta.node_fields;
-  const iSize = f.indexOf('self_size');
-  const n = f.length;
-  const nodes = snap.nodes;
-  const out = new Map();
-  for (let i = 0; i < nodes.length; i += n) {
-    const name = rowName(snap, i);
-    const e = out.get(name) || { size: 0, count: 0 };
-    e.size += nodes[i + iSize];
-    e.count++;
-    out.set(name, e);
-  }
-  return out;
-}
-
-/** the row a snapshot node (at offset i of snap.nodes) is counted in */
-function rowName(snap, i) {
-  const f = snap.snapshot.meta.node_fields;
-  const type = snap.snapshot.meta.node_types[0][snap.nodes[i + f.indexOf('type')]];
-  const name = snap.strings[snap.nodes[i + f.indexOf('name')]];
-  let row = name;
-  if (type === 'string' || type === 'concatenated string' || type === 'sliced string') row = '(strings)';
-  else if (type === 'number') row = '(heap numbers)';
-  else if (type === 'code') row = '(compiled code)';
-  else if (type === 'array') row = `(array) ${name}`;
-  else if (type === 'hidden' || type === 'object shape') row = `(${type}) ${name}`;
-  else if (type === 'closure') row = `closure ${name || '(anonymous)'}`;
-  else if (type === 'native') row = `(native) ${name}`;
-  return row.slice(0, 70);
-}
 
 /**
  * For the nodes of the given rows that are in `after` but not in `before` (by node id), counts
