@@ -89,14 +89,14 @@ function params(o) {
   const p = quick
     ? {
       quick, reps: num('reps', 1), retries: num('retries', 0), warmupMs: 400, durationMs: 1000, latencyRate: 2000, latencyMs: 1500,
-      stormDevices: num('storm-devices', 30), stormCachedRounds: num('storm-cached-rounds', 1), stormConcurrency: 20, probeQuietMs: 800,
+      stormDevices: num('storm-devices', 30), stormCachedRounds: num('storm-cached-rounds', 1), stormConcurrency: 20, probeWarmMs: 1500, probeQuietMs: 800,
       idleConnections: num('idle-connections', 500), sessions: num('sessions', 500), sessionPasses: 1,
       deviceCreations: 20, aclRules: num('acl-rules', 100), aclTenants: num('acl-tenants', 20),
       soakSeconds: num('soak-seconds', 20), soakSampleMs: 2000,
     }
     : {
       quick, reps: num('reps', 3), retries: num('retries', 1), warmupMs: 1500, durationMs: 5000, latencyRate: 2000, latencyMs: 4000,
-      stormDevices: num('storm-devices', 2000), stormCachedRounds: num('storm-cached-rounds', 9), stormConcurrency: 100, probeQuietMs: 3000,
+      stormDevices: num('storm-devices', 2000), stormCachedRounds: num('storm-cached-rounds', 9), stormConcurrency: 100, probeWarmMs: 5000, probeQuietMs: 10000,
       idleConnections: num('idle-connections', 19000), sessions: num('sessions', 10000), sessionPasses: 3,
       deviceCreations: 200, aclRules: num('acl-rules', 1000), aclTenants: num('acl-tenants', 1000),
       soakSeconds: num('soak-seconds', 600), soakSampleMs: 10000,

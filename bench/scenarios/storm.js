@@ -78,7 +78,7 @@ async function coldRound(ctx, s) {
   const out = { created, cachedRounds: [] };
   await startProbe(ctx, s, `${ctx.rid}${s.starts}c`);
   try {
-    await ctx.sleep(ctx.p.quick ? 1500 : 3000); // past the JIT warm-up of a fresh process
+    await ctx.sleep(ctx.p.probeWarmMs); // past the JIT warm-up and the startup garbage of a fresh process
     await lagMs(s); // resets the lag histogram
     const q0 = epoch();
     await ctx.sleep(ctx.p.probeQuietMs);
