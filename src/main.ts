@@ -11,7 +11,7 @@ import { lowerThreadPoolPriority } from './common/threadpool-priority';
 import { loadConfig } from './config/config';
 
 // 19, not 10: with bcrypt busy on every core of a 2-core machine, connected clients' p99 read
-// 3.2 ms at nice 10 and 0.5 ms at 19 (quiet: 0.5); bench/storm-probe.js measures it
+// 3-4 ms at nice 10 and ~0.6 ms at 19, as quiet (bench/storm-probe.js, bare aedes as the broker)
 const THREAD_POOL_NICENESS = 19;
 
 async function main(): Promise<void> {
