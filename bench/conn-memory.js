@@ -16,6 +16,7 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 const { Worker, askProfiler } = require('./lib/proc');
 const { aggregate, rowName } = require('./lib/heap-snapshot');
+const { BENCH_LIMITS, addOpenDevice } = require('./lib/fixture');
 const { AedesServer, ServiceServer, ensureBuild, REPO } = require('./lib/servers');
 
 const arg = (k, d) => {
@@ -102,10 +103,8 @@ async function main() {
     if (kind === 'service') {
       const slug = `mem-${crypto.randomBytes(3).toString('hex')}`;
       const password = crypto.randomBytes(12).toString('base64url');
-      const limits = { maxConnections: 100000, maxMessagesPerSecond: 10000000, maxClientMessagesPerSecond: 10000000 };
-      await server.rest.must('POST', '/api/v1/tenants', { slug, limits });
-      await server.rest.must('POST', `/api/v1/tenants/${slug}/devices`, { name: 'bench', password });
-      await server.rest.must('POST', `/api/v1/tenants/${slug}/acls`, { device: null, action: 'all', topic: '#', permission: 'allow', priority: 0 });
+      await server.rest.must('POST', '/api/v1/tenants', { slug, limits: BENCH_LIMITS });
+      await addOpenDevice(server.rest, slug, 'bench', password);
       const extra = Number(arg('acl-rules', 0));
       const { rule } = require('./scenarios/acl');
       for (let i = 1; i < extra; i++) await server.rest.must('POST', `/api/v1/tenants/${slug}/acls`, rule(i));

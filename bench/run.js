@@ -13,6 +13,7 @@ const crypto = require('node:crypto');
 const { Worker, askProfiler, taskset, tryExec } = require('./lib/proc');
 const { AedesServer, MosquittoServer, ServiceServer, Postgres, ensureBuild, startFlags, REPO } = require('./lib/servers');
 const { evaluate, table, SERVICE } = require('./lib/report');
+const { BENCH_LIMITS, addOpenDevice } = require('./lib/fixture');
 
 const SCENARIOS = ['fanin', 'fanout', 'latency', 'storm', 'idle', 'acl', 'control', 'soak'].map((n) => require(`./scenarios/${n}`));
 const ALIASES = { 1: 'fanin', 2: 'fanout', 3: 'latency', 4: 'storm', 5: 'idle', 6: 'acl', 7: 'control', 8: 'soak' };
@@ -141,16 +142,6 @@ async function concurrently(n, limit, fn) {
   });
   await Promise.all(lanes);
 }
-
-// Limits for the benchmark tenants: the defaults (README) cap connections at 10,000 and a
-// client at 2,000 msg/s, which would measure the limiter rather than the broker.
-const BENCH_LIMITS = {
-  maxConnections: 100000,
-  maxMessagesPerSecond: 10000000,
-  maxClientMessagesPerSecond: 10000000,
-  maxInflightPerClient: 65535,
-  maxSubscriptionsPerClient: 1000,
-};
 
 async function createTenant(ctx, s, slug, extra = {}) {
   let r = await s.rest.request('POST', '/api/v1/tenants', { slug, limits: BENCH_LIMITS, ...extra });
@@ -340,8 +331,7 @@ async function main() {
         const slug = `bench-${rid}`;
         const password = crypto.randomBytes(12).toString('base64url');
         await createTenant(ctx, s, slug);
-        await s.rest.must('POST', `/api/v1/tenants/${slug}/devices`, { name: 'bench', password });
-        await s.rest.must('POST', `/api/v1/tenants/${slug}/acls`, { device: null, action: 'all', topic: '#', permission: 'allow', priority: 0 });
+        await addOpenDevice(s.rest, slug, 'bench', password);
         s.fixture = { slug, auth: { username: `${slug}:bench`, password } };
       }
       log(`${s.label}: mqtt ${s.mqttPort}${s.httpPort ? `, http ${s.httpPort}` : ''}, pid ${s.pid}`);

@@ -25,6 +25,7 @@ const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { Worker, spawnPinned } = require('./lib/proc');
 const { AedesServer, ServiceServer, Postgres, ensureBuild } = require('./lib/servers');
+const { BENCH_LIMITS, addOpenDevice } = require('./lib/fixture');
 
 const arg = (k, d) => {
   const a = process.argv.find((x) => x.startsWith(`--${k}=`));
@@ -115,10 +116,8 @@ async function main() {
     let slug = null;
     if (kind !== 'aedes') {
       slug = `probe-${Date.now()}`;
-      const limits = { maxConnections: 100000, maxMessagesPerSecond: 10000000, maxClientMessagesPerSecond: 10000000 };
-      await server.rest.must('POST', '/api/v1/tenants', { slug, limits });
-      await server.rest.must('POST', `/api/v1/tenants/${slug}/devices`, { name: 'probe', password: 'probe-password' });
-      await server.rest.must('POST', `/api/v1/tenants/${slug}/acls`, { device: null, action: 'all', topic: '#', permission: 'allow', priority: 0 });
+      await server.rest.must('POST', '/api/v1/tenants', { slug, limits: BENCH_LIMITS });
+      await addOpenDevice(server.rest, slug, 'probe', 'probe-password');
       const needed = windows.filter((w) => w.startsWith('connect')).length * Math.ceil(rate * (seconds + 2));
       const devices = Number(arg('devices', needed));
       const t0 = performance.now();
