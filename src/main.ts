@@ -1,8 +1,13 @@
 // first: before anything queues a task (see the module)
 import './common/next-tick-shape';
 import { availableParallelism } from 'node:os';
-// bcrypt runs on libuv's pool: give it every core before anything starts using the pool
-process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, availableParallelism()));
+// bcrypt runs on libuv's pool, one job per core (common/bcrypt-pool.ts): as many threads as
+// cores, no more. With surplus threads each bcrypt job wakes another idle one, the kernel moves
+// them between cores, and now and then runs one, in spite of nice 19, for a whole tick (4 ms)
+// while the event loop it just woke waits: connected clients' p99 during a storm of cold
+// connects read 3.1-3.8 ms with 4 threads on 2 cores, 1.5-1.9 ms with 2 (bench/storm-probe.js).
+// Set before anything starts the pool; at least 2, so fs and DNS get one on a single core.
+process.env.UV_THREADPOOL_SIZE ??= String(Math.max(2, availableParallelism()));
 
 import 'reflect-metadata';
 import pino from 'pino';

@@ -1,8 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
-import * as bcrypt from 'bcrypt';
 import type { Device, Tenant } from '../generated/prisma/client';
 import { ChangeBus } from '../broker/identity/change-bus';
 import { APP_CONFIG, AppConfig } from '../config/config';
+import { hashPassword } from '../common/bcrypt-pool';
 import { conflict, notFound } from '../common/errors';
 import { newId, newSecret } from '../common/ids';
 import { decodeCursor, DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
@@ -56,7 +56,7 @@ export class DevicesService {
   /** Returns the generated password when none was given: the only time it is ever shown. */
   async create(tenant: Tenant, dto: CreateDeviceDto): Promise<{ device: Device; generatedPassword?: string }> {
     const generatedPassword = dto.password === undefined ? newSecret(18) : undefined;
-    const passwordHash = await bcrypt.hash(dto.password ?? (generatedPassword as string), this.config.bcryptCost);
+    const passwordHash = await hashPassword(dto.password ?? (generatedPassword as string), this.config.bcryptCost);
     try {
       const device = await this.prisma.db.device.create({
         data: { id: newId(), tenantId: tenant.id, name: dto.name, passwordHash, enabled: dto.enabled ?? true },
@@ -90,7 +90,7 @@ export class DevicesService {
   async setPassword(tenant: Tenant, name: string, password?: string): Promise<{ generatedPassword?: string }> {
     const device = await this.get(tenant, name);
     const generatedPassword = password === undefined ? newSecret(18) : undefined;
-    const passwordHash = await bcrypt.hash(password ?? (generatedPassword as string), this.config.bcryptCost);
+    const passwordHash = await hashPassword(password ?? (generatedPassword as string), this.config.bcryptCost);
     await this.prisma.db.device.update({ where: { id: device.id }, data: { passwordHash } });
     await this.changes.publish({ kind: 'device', tenantId: tenant.id, name, disconnect: true });
     return { generatedPassword };

@@ -14,4 +14,9 @@ describe('bcrypt usage', () => {
     const offenders = files(join(__dirname, '..', '..')).filter((f) => /\b(compareSync|hashSync|genSaltSync)\s*\(/.test(readFileSync(f, 'utf8')));
     expect(offenders).toEqual([]);
   });
+
+  it('reaches bcrypt only through common/bcrypt-pool (one job per core)', () => {
+    const importers = files(join(__dirname, '..', '..')).filter((f) => /from 'bcrypt'|require\('bcrypt'\)/.test(readFileSync(f, 'utf8')));
+    expect(importers.map((f) => f.split(/[\\/]src[\\/]/).pop())).toEqual(['common/bcrypt-pool.ts']);
+  });
 });

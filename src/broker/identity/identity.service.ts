@@ -1,8 +1,8 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import * as bcrypt from 'bcrypt';
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { APP_CONFIG, AppConfig } from '../../config/config';
+import { comparePassword, hashPassword } from '../../common/bcrypt-pool';
 import { LoginGuard } from '../limits/login-guard';
 import { isSysFilter } from '../tenancy/mountpoint';
 import type { BrokerClient } from '../session';
@@ -153,7 +153,7 @@ export class IdentityService {
     if (!tenant || !device || !device.enabled || !device.passwordHash || !password) {
       // spend the same time as a real check, so unknown names can't be told from wrong passwords
       this.bcryptComparisons++;
-      await bcrypt.compare(password?.toString('utf8') ?? '', await this.getDummyHash());
+      await comparePassword(password?.toString('utf8') ?? '', await this.getDummyHash());
       return { ok: false, returnCode: 4, reason: 'bad-credentials', tenant: tenant ?? undefined };
     }
     if (tenant.requireClientCertificates) {
@@ -182,7 +182,7 @@ export class IdentityService {
     const pending = device.verifying;
     if (pending !== undefined && timingSafeEqual(pending.digest, digest)) return pending.result;
     this.bcryptComparisons++;
-    const result = bcrypt.compare(password.toString('utf8'), device.passwordHash as string);
+    const result = comparePassword(password.toString('utf8'), device.passwordHash as string);
     const entry = { digest, result };
     device.verifying = entry;
     const clear = (): void => {
@@ -193,7 +193,7 @@ export class IdentityService {
   }
 
   private getDummyHash(): Promise<string> {
-    return (this.dummyHash ??= bcrypt.hash(randomBytes(16).toString('hex'), this.config.bcryptCost));
+    return (this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'), this.config.bcryptCost));
   }
 
   /** Registers a cache that must see every change too, also those for tenants not cached here. */
