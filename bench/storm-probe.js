@@ -7,14 +7,17 @@
 // publishing to themselves, 1,000 msg/s, QoS 0) and measures it in windows, each under one load:
 //   quiet                 the probe alone
 //   connect               cold CONNECTs of distinct devices at --rate/s, each held open
-//   burn-<p>              bcrypt on 4 pool threads of another process, on the server's cores, at
-//                         priority <p>: nice0, nice10, nice19, idle (SCHED_IDLE, via chrt)
+//   burn-<p>              bcrypt in another process, one compare per core on as many pool threads
+//                         (as the service runs it), on the server's cores, at priority <p>: nice0,
+//                         nice10, nice19, idle (SCHED_IDLE, via chrt)
 //   connect+burn-<p>      both (bare aedes' stand-in for the service's own bcrypt)
 //   create                REST device creation, 16 requests in flight (service only)
 // and prints the probe's p50/p99/p99.9/max per window, with the server main thread's CPU time and
 // the time it waited for a core (/proc/<pid>/task/<pid>/schedstat).
 //   node bench/storm-probe.js [--server=aedes|service|service-pg] [--windows=quiet,connect,...]
 //                             [--seconds=15] [--rate=28] [--devices=N] [--service-env=K=V,...]
+//                             [--profile]   CPU-profile the server in each window
+//                                           (bench/results/profiles/probe-<server>-<i>-<window>.cpuprofile)
 // The service's devices are created first (at its BCRYPT_COST, so --service-env=BCRYPT_COST=4
 // makes them cheap and its connects as well); --devices defaults to what the connect windows need.
 // A single window is noisy: repeat it (--windows=connect,connect,connect).
@@ -50,7 +53,7 @@ async function burner(priority) {
     process.stdout.write(`${(n / ((performance.now() - t0) / 1000)).toFixed(1)}\n`);
     process.exit(0);
   });
-  await Promise.all([0, 1, 2, 3].map(async () => {
+  await Promise.all(Array.from({ length: os.availableParallelism() }, async () => {
     for (;;) {
       await bcrypt.compare('storm-probe', hash);
       n++;
@@ -60,7 +63,9 @@ async function burner(priority) {
 
 function startBurner(priority, cpus) {
   if (!/^(nice-?\d+|idle)$/.test(priority)) throw new Error(`unknown burn priority ${priority}`);
-  const child = spawnPinned(process.execPath, [__filename, `--burner=${priority}`], { cpus, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawnPinned(process.execPath, [__filename, `--burner=${priority}`], {
+    cpus, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, UV_THREADPOOL_SIZE: String(os.availableParallelism()) },
+  });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   const exited = new Promise((r) => child.on('exit', r));
@@ -105,6 +110,13 @@ async function main() {
       server = new ServiceServer({ db: kind === 'service-pg' ? 'postgres' : 'pglite', databaseUrl, cpus: serverCpus, tmp });
       server.extraEnv = Object.fromEntries(arg('service-env', '').split(',').filter(Boolean).map((kv) => kv.split('=')));
     } else throw new Error(`--server=aedes|service|service-pg, not ${kind}`);
+    const profCtl = path.join(tmp, 'prof-ctl');
+    const profDir = path.join(__dirname, 'results', 'profiles');
+    const profiling = process.argv.includes('--profile');
+    if (profiling) {
+      server.nodeArgs = ['-r', path.join(__dirname, 'lib', 'profiler.js')];
+      server.extraEnv = { ...server.extraEnv, BENCH_PROF_CTL: profCtl, BENCH_PROF_DIR: profDir };
+    }
     await server.start();
     cleanups.unshift(() => server.stop());
     const gens = [new Worker({ cpus: genCpus, label: 'probe' }), new Worker({ cpus: genCpus, label: 'connects' })];
@@ -140,7 +152,7 @@ async function main() {
     let nextDevice = 0;
     let nextCreate = 0;
     log(`${kind}, windows of ${seconds} s, connects at ${rate}/s, server on cpus ${serverCpus}, generators on ${genCpus}`);
-    for (const w of windows) {
+    for (const [wi, w] of windows.entries()) {
       const parts = w.split('+');
       const unknown = parts.filter((p) => !['quiet', 'connect', 'create'].includes(p) && !p.startsWith('burn-'));
       if (unknown.length) throw new Error(`unknown window ${w}`);
@@ -174,12 +186,18 @@ async function main() {
           }
         })
         : [];
+      const profTag = `probe-${kind}-${wi}-${w.replace(/\+/g, '_')}`;
+      if (profiling) fs.writeFileSync(profCtl, `start ${server.pid} ${profTag}\n`);
       const s0 = schedstat(server.pid);
       const from = epoch();
       await sleep(seconds * 1000);
       const to = epoch();
       const s1 = schedstat(server.pid);
       if (connector) clearInterval(connector);
+      if (profiling) {
+        fs.writeFileSync(profCtl, `stop ${server.pid}\n`);
+        await sleep(300); // the profiler reads its control file every 100 ms
+      }
       creating = false;
       const createdBefore = created;
       await Promise.all([...pending, ...creators]);
@@ -193,6 +211,7 @@ async function main() {
       ].filter(Boolean).join(', ');
       process.stdout.write(`${w.padEnd(22)} p50 ${st.p50.toFixed(2)}  p99 ${st.p99.toFixed(2)}  p99.9 ${st.p999.toFixed(2)}  max ${st.max.toFixed(1)} ms (n ${st.n})`
         + `  | event loop ${ms(s1.run - s0.run)} ms cpu, ${ms(s1.wait - s0.wait)} ms waiting for a core${extra ? `  | ${extra}` : ''}\n`);
+      if (profiling) log(`profile: ${path.join(profDir, `${profTag}.cpuprofile`)}`);
     }
     await gens[0].call('rateStop', { name: 'probe' });
   } finally {
