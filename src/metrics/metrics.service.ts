@@ -6,6 +6,7 @@ import { BrokerService } from '../broker/broker.service';
 import { IdentityService } from '../broker/identity/identity.service';
 import type { TenantRuntime } from '../broker/identity/tenant-runtime';
 import { AuditService } from '../audit/audit.service';
+import { bcryptLoad } from '../common/bcrypt-pool';
 import { APP_CONFIG, AppConfig } from '../config/config';
 import { LIMIT_NAMES } from '../tenants/limits';
 
@@ -200,6 +201,14 @@ export class MetricsService implements OnModuleInit {
       collect() {
         this.reset();
         this.inc(identity.bcryptComparisons);
+      },
+    });
+    new Gauge({
+      name: 'mqtt_auth_bcrypt_queued',
+      help: 'password hashes and checks waiting for a core (bcrypt runs one per core): a cold connect storm in progress',
+      registers: [this.registry],
+      collect() {
+        this.set(bcryptLoad().waiting);
       },
     });
     const audit = this.audit;

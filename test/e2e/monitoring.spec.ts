@@ -1,3 +1,4 @@
+import { BCRYPT_CONCURRENCY, comparePassword, hashPassword } from '../../src/common/bcrypt-pool';
 import { databaseKind, startTestApp, TestApp } from '../helpers/app';
 import { connect, connectRefused, TestClient } from '../helpers/mqtt';
 import { parsePrometheus, Scrape } from '../helpers/prometheus';
@@ -84,6 +85,16 @@ describe(`monitoring (${databaseKind()})`, () => {
     expect(m.value('mqtt_auth_bcrypt_comparisons_total')).toBeGreaterThan(0);
     expect(m.value('nodejs_eventloop_lag_seconds')).toBeGreaterThanOrEqual(0);
     expect(m.value('process_resident_memory_bytes')).toBeGreaterThan(0);
+  });
+
+  it('shows password checks waiting for a core', async () => {
+    // cost 10: each comparison holds its core ~50 ms, long enough to scrape the queue behind them
+    const hash = await hashPassword('x', 10);
+    expect((await scrape()).value('mqtt_auth_bcrypt_queued')).toBe(0);
+    const checks = Array.from({ length: 3 * BCRYPT_CONCURRENCY }, () => comparePassword('x', hash));
+    expect((await scrape()).value('mqtt_auth_bcrypt_queued')).toBeGreaterThan(0);
+    await expect(Promise.all(checks)).resolves.toEqual(checks.map(() => true));
+    expect((await scrape()).value('mqtt_auth_bcrypt_queued')).toBe(0);
   });
 
   it("publishes each tenant's own figures on its $SYS topics, readable without an ACL rule", async () => {
