@@ -3,13 +3,14 @@ import * as bcrypt from 'bcrypt';
 
 /**
  * Every bcrypt hash and comparison of the process goes through here, at most one per core at a
- * time (FIFO). bcrypt runs on libuv's thread pool, which has more threads than a small machine
- * has cores (4 on 2; fs, DNS and webcrypto need some free during a storm). With a job on every
- * pool thread, the kernel keeps migrating the surplus bcrypt threads between cores and now and
- * then runs a freshly migrated one instead of the event loop it just woke, for a whole tick
- * (4 ms here), in spite of their nice 19. One bcrypt per core, none left over: connected clients'
- * p99 during a 28/s cold connect storm on 2 cores went from 4.4-7.5 ms to ~1.5-1.9 ms, with the
- * same connects per second (bench/storm-probe.js; `perf sched timehist` shows the waits).
+ * time (FIFO). With more bcrypt jobs than cores on libuv's pool, the kernel keeps migrating the
+ * surplus threads between cores and now and then runs a freshly migrated one instead of the event
+ * loop it just woke, for a whole tick (4 ms here), in spite of their nice 19: connected clients'
+ * p99 during a 28/s cold connect storm on 2 cores read 4.4-7.5 ms with 4 jobs, 1.7-2.2 ms with one
+ * per core, at the same connects per second (bench/storm-probe.js; `perf sched timehist` shows
+ * the waits). main.ts sizes the pool to the cores as well; this limit holds where the pool is
+ * larger (UV_THREADPOOL_SIZE set by hand), and keeps a storm's backlog in this queue rather than
+ * libuv's, so a file, DNS or webcrypto job waits for one bcrypt at most, not for all of them.
  */
 export const BCRYPT_CONCURRENCY = Math.max(1, availableParallelism());
 
