@@ -14,16 +14,12 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
+const { setTimeout: sleep } = require('node:timers/promises');
+const { arg } = require('./lib/cli');
 const { Worker, askProfiler } = require('./lib/proc');
 const { aggregate, rowName } = require('./lib/heap-snapshot');
 const { BENCH_LIMITS, addOpenDevice } = require('./lib/fixture');
 const { AedesServer, ServiceServer, ensureBuild, REPO } = require('./lib/servers');
-
-const arg = (k, d) => {
-  const a = process.argv.find((x) => x.startsWith(`--${k}=`));
-  return a ? a.slice(k.length + 3) : d;
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * For the nodes of the given rows that are in `after` but not in `before` (by node id), counts

@@ -26,15 +26,12 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
+const { setTimeout: sleep } = require('node:timers/promises');
+const { arg } = require('./lib/cli');
 const { Worker, spawnPinned } = require('./lib/proc');
 const { AedesServer, ServiceServer, Postgres, ensureBuild } = require('./lib/servers');
 const { BENCH_LIMITS, addOpenDevice } = require('./lib/fixture');
 
-const arg = (k, d) => {
-  const a = process.argv.find((x) => x.startsWith(`--${k}=`));
-  return a ? a.slice(k.length + 3) : d;
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const epoch = () => performance.timeOrigin + performance.now();
 
 /** --burner=<priority>: the bcrypt load itself (this file, run again in its own process) */
