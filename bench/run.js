@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { Worker, askProfiler, taskset, tryExec } = require('./lib/proc');
+const { Worker, askProfiler, startProfile, taskset, tryExec } = require('./lib/proc');
 const { AedesServer, MosquittoServer, ServiceServer, Postgres, ensureBuild, startFlags, REPO } = require('./lib/servers');
 const { evaluate, table, SERVICE } = require('./lib/report');
 const { BENCH_LIMITS, addOpenDevice } = require('./lib/fixture');
@@ -308,14 +308,12 @@ async function main() {
     },
     async profile(s, scenario, tag, fn) {
       if (!profileSet.has(scenario) || s.kind === 'mosquitto') return fn();
-      fs.writeFileSync(profCtl, `start ${s.pid} ${s.name}-${tag}-${rid}\n`);
+      const profiling = startProfile(profCtl, profDir, s.pid, `${s.name}-${tag}-${rid}`, profileAlloc ? 'heapprofile' : 'cpuprofile');
       await sleep(400);
       try {
         return await fn();
       } finally {
-        fs.writeFileSync(profCtl, `stop ${s.pid}\n`);
-        await sleep(600);
-        log(`profile written: ${path.join(profDir, `${s.name}-${tag}-${rid}.${profileAlloc ? 'heapprofile' : 'cpuprofile'}`)}`);
+        log(`profile written: ${await profiling.stop()}`);
       }
     },
   };

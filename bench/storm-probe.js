@@ -16,6 +16,7 @@
 // the time it waited for a core (/proc/<pid>/task/<pid>/schedstat).
 //   node bench/storm-probe.js [--server=aedes|service|service-pg] [--windows=quiet,connect,...]
 //                             [--seconds=15] [--rate=28] [--devices=N] [--service-env=K=V,...]
+//                             [--node-args="A B"]  extra node flags for the server
 //                             [--profile]   CPU-profile the server in each window
 //                                           (bench/results/profiles/probe-<server>-<i>-<window>.cpuprofile)
 // The service's devices are created first (at its BCRYPT_COST, so --service-env=BCRYPT_COST=4
@@ -28,7 +29,7 @@ const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { setTimeout: sleep } = require('node:timers/promises');
 const { arg } = require('./lib/cli');
-const { Worker, spawnPinned } = require('./lib/proc');
+const { Worker, spawnPinned, startProfile } = require('./lib/proc');
 const { AedesServer, ServiceServer, Postgres, ensureBuild } = require('./lib/servers');
 const { BENCH_LIMITS, addOpenDevice } = require('./lib/fixture');
 
@@ -86,7 +87,7 @@ async function main() {
   const windows = arg('windows', 'quiet,connect,burn-nice10,burn-nice19,connect+burn-nice19,quiet').split(',');
   const seconds = Number(arg('seconds', 15));
   const rate = Number(arg('rate', 28));
-  const cpuCount = os.cpus().length;
+  const cpuCount = os.availableParallelism();
   const serverCpus = `0-${cpuCount - 1}`;
   const genCpus = String(cpuCount - 1);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'storm-probe-'));
@@ -110,8 +111,9 @@ async function main() {
     const profCtl = path.join(tmp, 'prof-ctl');
     const profDir = path.join(__dirname, 'results', 'profiles');
     const profiling = process.argv.includes('--profile');
+    server.nodeArgs = arg('node-args', '').split(' ').filter(Boolean);
     if (profiling) {
-      server.nodeArgs = ['-r', path.join(__dirname, 'lib', 'profiler.js')];
+      server.nodeArgs.push('-r', path.join(__dirname, 'lib', 'profiler.js'));
       server.extraEnv = { ...server.extraEnv, BENCH_PROF_CTL: profCtl, BENCH_PROF_DIR: profDir };
     }
     await server.start();
@@ -184,17 +186,14 @@ async function main() {
         })
         : [];
       const profTag = `probe-${kind}-${wi}-${w.replace(/\+/g, '_')}`;
-      if (profiling) fs.writeFileSync(profCtl, `start ${server.pid} ${profTag}\n`);
+      const profile = profiling ? startProfile(profCtl, profDir, server.pid, profTag) : null;
       const s0 = schedstat(server.pid);
       const from = epoch();
       await sleep(seconds * 1000);
       const to = epoch();
       const s1 = schedstat(server.pid);
       if (connector) clearInterval(connector);
-      if (profiling) {
-        fs.writeFileSync(profCtl, `stop ${server.pid}\n`);
-        await sleep(300); // the profiler reads its control file every 100 ms
-      }
+      const profileFile = profile ? await profile.stop() : null;
       creating = false;
       const createdBefore = created;
       await Promise.all([...pending, ...creators]);
@@ -208,7 +207,7 @@ async function main() {
       ].filter(Boolean).join(', ');
       process.stdout.write(`${w.padEnd(22)} p50 ${st.p50.toFixed(2)}  p99 ${st.p99.toFixed(2)}  p99.9 ${st.p999.toFixed(2)}  max ${st.max.toFixed(1)} ms (n ${st.n})`
         + `  | event loop ${ms(s1.run - s0.run)} ms cpu, ${ms(s1.wait - s0.wait)} ms waiting for a core${extra ? `  | ${extra}` : ''}\n`);
-      if (profiling) log(`profile: ${path.join(profDir, `${profTag}.cpuprofile`)}`);
+      if (profileFile) log(`profile: ${profileFile}`);
     }
     await gens[0].call('rateStop', { name: 'probe' });
   } finally {

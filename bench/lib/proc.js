@@ -184,14 +184,35 @@ function tryExec(cmd, args) {
  */
 async function askProfiler(ctl, pid, verb, file, timeoutMs = 60000) {
   fs.writeFileSync(ctl, `${verb} ${pid} ${file}\n`);
+  return waitForFile(file, `no ${verb} from process ${pid}`, timeoutMs);
+}
+
+/**
+ * Starts profiling a process that preloads bench/lib/profiler.js (CPU, or allocations when it
+ * runs with BENCH_PROF_ALLOC); `stop()` resolves with the profile's path once it is written to
+ * `dir`/<tag>.<ext>. The process picks the start up within 100 ms.
+ */
+function startProfile(ctl, dir, pid, tag, ext = 'cpuprofile') {
+  const file = path.join(dir, `${tag}.${ext}`);
+  fs.rmSync(file, { force: true }); // a profile of an earlier run under the same name
+  fs.writeFileSync(ctl, `start ${pid} ${tag}\n`);
+  return {
+    stop(timeoutMs = 60000) {
+      fs.writeFileSync(ctl, `stop ${pid}\n`);
+      return waitForFile(file, `no profile from process ${pid}`, timeoutMs);
+    },
+  };
+}
+
+async function waitForFile(file, failure, timeoutMs) {
   const until = Date.now() + timeoutMs;
   while (!fs.existsSync(file)) {
-    if (Date.now() > until) throw new Error(`no ${verb} from process ${pid} within ${timeoutMs} ms`);
+    if (Date.now() > until) throw new Error(`${failure} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
   return file;
 }
 
 module.exports = {
-  askProfiler, spawnPinned, procStatus, procCpuSeconds, freePort, waitForPort, stopChild, Worker, taskset, commandExists, tryExec, shq,
+  askProfiler, startProfile, spawnPinned, procStatus, procCpuSeconds, freePort, waitForPort, stopChild, Worker, taskset, commandExists, tryExec, shq,
 };

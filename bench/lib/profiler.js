@@ -65,7 +65,10 @@ if (ctl && dir) {
       } else if (verb === 'stop' && current !== null) {
         const { profile } = await post(alloc ? 'HeapProfiler.stopSampling' : 'Profiler.stop');
         fs.mkdirSync(dir, { recursive: true });
-        fs.writeFileSync(path.join(dir, `${current}.${alloc ? 'heapprofile' : 'cpuprofile'}`), JSON.stringify(profile));
+        // renamed into place once complete: the bench waits for the name to appear
+        const file = path.join(dir, `${current}.${alloc ? 'heapprofile' : 'cpuprofile'}`);
+        fs.writeFileSync(`${file}.tmp`, JSON.stringify(profile));
+        fs.renameSync(`${file}.tmp`, file);
         current = null;
       }
     } catch (err) {
