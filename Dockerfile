@@ -25,4 +25,4 @@ EXPOSE 3000 1883 8883 8083 8084
 # SIGTERM (docker stop) closes the clients' connections and flushes the session store, then exits 0
 STOPSIGNAL SIGTERM
 # the same node flags as `npm start` (package.json; README, "Performance": a young generation of 8 MiB)
-CMD ["node", "--min-semi-space-size=8", "--no-memory-reducer", "dist/src/main.js"]
+CMD ["node", "--min-semi-space-size=8", "--no-memory-reducer", "--heap-growing-percent=100", "dist/src/main.js"]
