@@ -78,19 +78,18 @@ async function soakRun(ctx, s, rate, fullGc) {
   const rssStart = steady.length ? steady[0].rss : samples[0]?.rss;
   const rssSlope = perMin('rss');
   const windowMin = (seconds * 0.8) / 60;
-  const afterGc = liveStart?.mem && liveEnd?.mem && liveEnd.t > liveStart.t ? { start: liveStart, end: liveEnd } : null;
-  const perMinAfterGc = (k) => (afterGc ? (afterGc.end.mem[k] - afterGc.start.mem[k]) / ((afterGc.end.t - afterGc.start.t) / 60) : null);
+  const fittedRssUnder10Pct = rssSlope !== null && rssSlope * windowMin < 0.1 * rssStart;
+  const afterGc = Boolean(liveStart?.mem && liveEnd?.mem && liveEnd.t > liveStart.t);
+  const perMinAfterGc = (k) => (afterGc ? (liveEnd.mem[k] - liveStart.mem[k]) / ((liveEnd.t - liveStart.t) / 60) : null);
   // growth over the steady window under 10% of the RSS it started from
-  const noUpwardRss = afterGc
-    ? afterGc.end.mem.rss - afterGc.start.mem.rss < 0.1 * afterGc.start.mem.rss
-    : rssSlope !== null && rssSlope * windowMin < 0.1 * rssStart;
+  const noUpwardRss = afterGc ? liveEnd.mem.rss - liveStart.mem.rss < 0.1 * liveStart.mem.rss : fittedRssUnder10Pct;
   const delivered = totals && typeof totals.received === 'number' ? totals.received / seconds : null;
   return {
     rate, delivered, throttledShare: totals && totals.sent ? totals.throttled / totals.sent : null,
     seconds, samples, churn, totals, rssStart, rssEnd: samples.at(-1)?.rss,
     rssSlopePerMin: rssSlope, heapSlopePerMin: perMin('heap'), p99First, p99Last,
     noUpwardRss,
-    fittedRssUnder10Pct: rssSlope !== null && rssSlope * windowMin < 0.1 * rssStart,
+    fittedRssUnder10Pct,
     liveRssStart: liveStart?.mem?.rss ?? null,
     liveRssEnd: liveEnd?.mem?.rss ?? null,
     liveRssSlopePerMin: perMinAfterGc('rss'),
