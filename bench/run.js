@@ -308,7 +308,7 @@ async function main() {
     },
     async profile(s, scenario, tag, fn) {
       if (!profileSet.has(scenario) || s.kind === 'mosquitto') return fn();
-      const profiling = startProfile(profCtl, profDir, s.pid, `${s.name}-${tag}-${rid}`, profileAlloc ? 'heapprofile' : 'cpuprofile');
+      const profiling = startProfile(profCtl, profDir, s.pid, `${s.name}-${tag}-${rid}`, profileAlloc);
       await sleep(400);
       try {
         return await fn();

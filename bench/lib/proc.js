@@ -6,6 +6,7 @@ const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const net = require('node:net');
+const { profileFile } = require('./profile-file');
 
 let tasksetPath;
 function taskset() {
@@ -189,11 +190,11 @@ async function askProfiler(ctl, pid, verb, file, timeoutMs = 60000) {
 
 /**
  * Starts profiling a process that preloads bench/lib/profiler.js (CPU, or allocations when it
- * runs with BENCH_PROF_ALLOC); `stop()` resolves with the profile's path once it is written to
- * `dir`/<tag>.<ext>. The process picks the start up within 100 ms.
+ * runs with BENCH_PROF_ALLOC, passed here as `alloc` too); `stop()` resolves with the profile's
+ * path once it is written to `dir`. The process picks the start up within 100 ms.
  */
-function startProfile(ctl, dir, pid, tag, ext = 'cpuprofile') {
-  const file = path.join(dir, `${tag}.${ext}`);
+function startProfile(ctl, dir, pid, tag, alloc = '') {
+  const file = profileFile(dir, tag, alloc);
   fs.rmSync(file, { force: true }); // a profile of an earlier run under the same name
   fs.writeFileSync(ctl, `start ${pid} ${tag}\n`);
   return {

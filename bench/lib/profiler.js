@@ -12,8 +12,8 @@
 // is still alive when the window ends (what the window left on the heap).
 
 const fs = require('node:fs');
-const path = require('node:path');
 const inspector = require('node:inspector');
+const { profileFile, writeWhole } = require('./profile-file');
 
 const ctl = process.env.BENCH_PROF_CTL;
 const dir = process.env.BENCH_PROF_DIR;
@@ -41,7 +41,7 @@ if (ctl && dir) {
     if (Number(pid) !== process.pid) return;
     try {
       if (verb === 'start' && current === null && tag) {
-        current = tag.replace(/[^A-Za-z0-9._-]/g, '_');
+        current = tag;
         if (alloc) {
           // a sample every 4 KiB allocated on average
           const all = alloc === 'all';
@@ -59,16 +59,14 @@ if (ctl && dir) {
           global.gc();
           global.gc();
         }
-        if (verb === 'heap') require('node:v8').writeHeapSnapshot(`${tag}.tmp`);
-        else fs.writeFileSync(`${tag}.tmp`, JSON.stringify(process.memoryUsage()));
-        fs.renameSync(`${tag}.tmp`, tag);
+        if (verb === 'heap') {
+          require('node:v8').writeHeapSnapshot(`${tag}.tmp`);
+          fs.renameSync(`${tag}.tmp`, tag);
+        } else writeWhole(tag, JSON.stringify(process.memoryUsage()));
       } else if (verb === 'stop' && current !== null) {
         const { profile } = await post(alloc ? 'HeapProfiler.stopSampling' : 'Profiler.stop');
         fs.mkdirSync(dir, { recursive: true });
-        // renamed into place once complete: the bench waits for the name to appear
-        const file = path.join(dir, `${current}.${alloc ? 'heapprofile' : 'cpuprofile'}`);
-        fs.writeFileSync(`${file}.tmp`, JSON.stringify(profile));
-        fs.renameSync(`${file}.tmp`, file);
+        writeWhole(profileFile(dir, current, alloc), JSON.stringify(profile));
         current = null;
       }
     } catch (err) {
