@@ -96,6 +96,9 @@ async function soakRun(ctx, s, rate, fullGc) {
     liveHeapStart: liveStart?.mem?.heapUsed ?? null,
     liveHeapEnd: liveEnd?.mem?.heapUsed ?? null,
     liveHeapSlopePerMin: perMinAfterGc('heapUsed'),
+    // outside the V8 heap: ArrayBuffers and WebAssembly memories (PGlite, Prisma's compiler)
+    liveExternalStart: liveStart?.mem?.external ?? null,
+    liveExternalEnd: liveEnd?.mem?.external ?? null,
   };
 }
 
@@ -139,6 +142,8 @@ module.exports = {
     ctx.figure({ id: 'soak.heap.slope', scenario: sc, label: 'heap-used slope after warm-up (fitted)', unit: 'B', better: 'lower', values: pick((v) => v.heapSlopePerMin) });
     ctx.figure({ id: 'soak.live.start', scenario: sc, label: 'live heap (after a full GC), steady start', unit: 'B', better: 'lower', values: pick((v) => v.liveHeapStart) });
     ctx.figure({ id: 'soak.live.end', scenario: sc, label: 'live heap (after a full GC), end', unit: 'B', better: 'lower', values: pick((v) => v.liveHeapEnd) });
+    ctx.figure({ id: 'soak.live.external.start', scenario: sc, label: 'external memory after a full GC, steady start', unit: 'B', better: 'lower', values: pick((v) => v.liveExternalStart) });
+    ctx.figure({ id: 'soak.live.external.end', scenario: sc, label: 'external memory after a full GC, end', unit: 'B', better: 'lower', values: pick((v) => v.liveExternalEnd) });
     ctx.figure({ id: 'soak.live.slope', scenario: sc, label: 'live heap slope', unit: 'B', better: 'lower', values: pick((v) => v.liveHeapSlopePerMin) });
     ctx.figure({ id: 'soak.rss.end', scenario: sc, label: 'RSS at the end', unit: 'B', better: 'lower', values: pick((v) => v.rssEnd) });
     ctx.figure({ id: 'soak.p99.first', scenario: sc, label: 'p99 first third', unit: 'ms', better: 'lower', values: pick((v) => v.p99First) });
