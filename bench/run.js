@@ -270,7 +270,7 @@ async function main() {
       return workers[i];
     },
     /** a throwaway worker pinned like a server (bcrypt ceiling) */
-    serverCpuWorker: (cpus = serverCpus) => new Worker({ cpus, label: 'server-cpu-probe' }),
+    serverCpuWorker: (cpus = serverCpus, env = {}) => new Worker({ cpus, env, label: 'server-cpu-probe' }),
     stormServerCpus: o['storm-server-cpus'] ?? `0-${cpuCount - 1}`,
     /** connection options for the generator: host, port, credentials of the bench device */
     target: (s) => ({ host: '127.0.0.1', port: s.mqttPort, auth: s.fixture ? s.fixture.auth : null, serverPid: s.pid }),

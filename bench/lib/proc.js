@@ -34,6 +34,16 @@ function spawnPinned(cmd, args, { cpus, nofile = 20000, ...opts } = {}) {
   return spawn('/bin/sh', ['-c', line], opts);
 }
 
+/** How many cpus a taskset list names ("0-1", "0,2,4-7"). */
+function cpuCount(list) {
+  let n = 0;
+  for (const part of String(list).split(',')) {
+    const [from, to = from] = part.split('-').map(Number);
+    n += to - from + 1;
+  }
+  return n;
+}
+
 /** resident set size and related fields of a process, in bytes (null once it is gone) */
 function procStatus(pid) {
   try {
@@ -113,10 +123,10 @@ function stopChild(child, graceMs = 5000, signal = 'SIGTERM') {
 
 /** a load-generator process (gen/worker.js) pinned to `cpus`, called over IPC */
 class Worker {
-  constructor({ cpus, label, nodeArgs = [] }) {
+  constructor({ cpus, label, nodeArgs = [], env = {} }) {
     this.label = label;
     this.child = spawnPinned(process.execPath, [...nodeArgs, path.join(__dirname, '..', 'gen', 'worker.js')], {
-      cpus, stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      cpus, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...env },
     });
     this.seq = 0;
     this.pending = new Map();
@@ -215,5 +225,5 @@ async function waitForFile(file, failure, timeoutMs) {
 }
 
 module.exports = {
-  askProfiler, startProfile, spawnPinned, procStatus, procCpuSeconds, freePort, waitForPort, stopChild, Worker, taskset, commandExists, tryExec, shq,
+  askProfiler, startProfile, spawnPinned, cpuCount, procStatus, procCpuSeconds, freePort, waitForPort, stopChild, Worker, taskset, commandExists, tryExec, shq,
 };
