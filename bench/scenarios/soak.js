@@ -99,6 +99,9 @@ async function soakRun(ctx, s, rate, fullGc) {
     // outside the V8 heap: ArrayBuffers and WebAssembly memories (PGlite, Prisma's compiler)
     liveExternalStart: liveStart?.mem?.external ?? null,
     liveExternalEnd: liveEnd?.mem?.external ?? null,
+    // V8's committed heap: pages a full GC emptied but V8 has not handed back yet count in the RSS
+    liveHeapTotalStart: liveStart?.mem?.heapTotal ?? null,
+    liveHeapTotalEnd: liveEnd?.mem?.heapTotal ?? null,
   };
 }
 
@@ -144,6 +147,8 @@ module.exports = {
     ctx.figure({ id: 'soak.live.end', scenario: sc, label: 'live heap (after a full GC), end', unit: 'B', better: 'lower', values: pick((v) => v.liveHeapEnd) });
     ctx.figure({ id: 'soak.live.external.start', scenario: sc, label: 'external memory after a full GC, steady start', unit: 'B', better: 'lower', values: pick((v) => v.liveExternalStart) });
     ctx.figure({ id: 'soak.live.external.end', scenario: sc, label: 'external memory after a full GC, end', unit: 'B', better: 'lower', values: pick((v) => v.liveExternalEnd) });
+    ctx.figure({ id: 'soak.live.committed.start', scenario: sc, label: 'V8 heap committed after a full GC, steady start', unit: 'B', better: 'lower', values: pick((v) => v.liveHeapTotalStart) });
+    ctx.figure({ id: 'soak.live.committed.end', scenario: sc, label: 'V8 heap committed after a full GC, end', unit: 'B', better: 'lower', values: pick((v) => v.liveHeapTotalEnd) });
     ctx.figure({ id: 'soak.live.slope', scenario: sc, label: 'live heap slope', unit: 'B', better: 'lower', values: pick((v) => v.liveHeapSlopePerMin) });
     ctx.figure({ id: 'soak.rss.end', scenario: sc, label: 'RSS at the end', unit: 'B', better: 'lower', values: pick((v) => v.rssEnd) });
     ctx.figure({ id: 'soak.p99.first', scenario: sc, label: 'p99 first third', unit: 'ms', better: 'lower', values: pick((v) => v.p99First) });
