@@ -35,7 +35,7 @@ function spawnPinned(cmd, args, { cpus, nofile = 20000, ...opts } = {}) {
 }
 
 /** How many cpus a taskset list names ("0-1", "0,2,4-7"). */
-function cpuCount(list) {
+function countCpus(list) {
   let n = 0;
   for (const part of String(list).split(',')) {
     const [from, to = from] = part.split('-').map(Number);
@@ -225,5 +225,5 @@ async function waitForFile(file, failure, timeoutMs) {
 }
 
 module.exports = {
-  askProfiler, startProfile, spawnPinned, cpuCount, procStatus, procCpuSeconds, freePort, waitForPort, stopChild, Worker, taskset, commandExists, tryExec, shq,
+  askProfiler, startProfile, spawnPinned, countCpus, procStatus, procCpuSeconds, freePort, waitForPort, stopChild, Worker, taskset, commandExists, tryExec, shq,
 };

@@ -7,7 +7,7 @@
 // event-loop lag p99 is read from its /metrics (nodejs_eventloop_lag_p99_seconds).
 
 const crypto = require('node:crypto');
-const { cpuCount } = require('../lib/proc');
+const { countCpus } = require('../lib/proc');
 const { Hist } = require('../lib/hist');
 const { median } = require('../lib/report');
 const { pairedRatios } = require('./common');
@@ -111,7 +111,7 @@ module.exports = {
     let ceiling = null;
     if (ctx.servers.some((s) => s.kind === 'service')) {
       // one compare per cpu, as the service runs bcrypt (src/common/bcrypt-pool.ts)
-      const cpus = cpuCount(ctx.stormServerCpus);
+      const cpus = countCpus(ctx.stormServerCpus);
       const w = ctx.serverCpuWorker(ctx.stormServerCpus, { UV_THREADPOOL_SIZE: String(cpus) });
       try {
         ceiling = await w.call('bcryptRate', { cost: Number(process.env.BCRYPT_COST || 10), concurrency: cpus, ms: ctx.p.quick ? 1500 : 5000 });
