@@ -25,6 +25,8 @@ const USAGE = `usage: npm run bench [-- options]
                           and aedes-coalesced (bare aedes + the service's write coalescing; only when asked for)
   --soak-seconds=N        soak duration per server (default 600; full mode only)
   --soak-rate=N           offered soak rate in msg/s instead of half the measured QoS 1 saturation
+  --soak-servers=a,b      columns the soak runs (default: every node column); bare aedes is still started
+  --soak-gc-every=N       also read memory after a forced full GC every N s of the steady window (default: start and end only)
   --reps=N                repetitions of the throughput/latency measurements (default 3, quick 1)
   --retries=N             re-measure a throughput run where neither server nor generator was busy (default 1, quick 0)
   --out=FILE              results file (default bench/results/<date>-<host>.json in full mode)
@@ -103,6 +105,8 @@ function params(o) {
       soakSeconds: num('soak-seconds', 600), soakSampleMs: 10000,
     };
   if (o['soak-rate']) p.soakRate = num('soak-rate');
+  p.soakGcEverySeconds = num('soak-gc-every', 0);
+  if (o['soak-servers']) p.soakServers = String(o['soak-servers']).split(',');
   if (o['duration-ms']) p.durationMs = num('duration-ms');
   if (o['warmup-ms']) p.warmupMs = num('warmup-ms');
   return p;

@@ -49,9 +49,26 @@ async function soakRun(ctx, s, rate, fullGc) {
   const until = t0 + seconds * 1000;
   let liveStart = null;
   let liveEnd = null;
+  // every reading after a forced full GC: start and end of the steady window, and one each
+  // --soak-gc-every seconds between them (a series tells a plateau from steady growth)
+  const afterGcSeries = [];
+  const readAfterGc = async () => {
+    const r = { t: (performance.now() - t0) / 1000, mem: await fullGc() };
+    afterGcSeries.push({ t: r.t, ...r.mem });
+    return r;
+  };
+  const gcEveryMs = ctx.p.soakGcEverySeconds * 1000;
+  let nextGc = Infinity;
   try {
     while (performance.now() < until) {
-      if (liveStart === null && performance.now() - t0 >= seconds * 200) liveStart = { t: (performance.now() - t0) / 1000, mem: await fullGc() };
+      if (liveStart === null && performance.now() - t0 >= seconds * 200) {
+        liveStart = await readAfterGc();
+        if (gcEveryMs > 0) nextGc = performance.now() + gcEveryMs;
+      }
+      if (performance.now() >= nextGc && until - performance.now() > gcEveryMs / 2) {
+        await readAfterGc();
+        nextGc += gcEveryMs;
+      }
       await ctx.sleep(Math.min(ctx.p.soakSampleMs, Math.max(0, until - performance.now())));
       const iv = await ctx.gen(0).call('rateInterval', { name: 'soak' });
       const st = s.status();
@@ -62,7 +79,7 @@ async function soakRun(ctx, s, rate, fullGc) {
         rate: iv.received / iv.seconds, errors: iv.errors, throttled: iv.throttled,
       });
     }
-    liveEnd = { t: (performance.now() - t0) / 1000, mem: await fullGc() };
+    liveEnd = await readAfterGc();
   } finally {
     var churn = await ctx.gen(1).call('churnStop', {}).catch((e) => ({ error: e.message }));
     var totals = await ctx.gen(0).call('rateStop', { name: 'soak' }).catch((e) => ({ error: e.message }));
@@ -80,6 +97,8 @@ async function soakRun(ctx, s, rate, fullGc) {
   const windowMin = (seconds * 0.8) / 60;
   const fittedRssUnder10Pct = rssSlope !== null && rssSlope * windowMin < 0.1 * rssStart;
   const afterGc = Boolean(liveStart?.mem && liveEnd?.mem && liveEnd.t > liveStart.t);
+  const gcSeries = afterGcSeries.filter((x) => typeof x.rss === 'number');
+  const fittedAfterGc = (k) => (gcSeries.length >= 3 ? slope(gcSeries.map((x) => [x.t / 60, x[k]])) : null);
   const perMinAfterGc = (k) => (afterGc ? (liveEnd.mem[k] - liveStart.mem[k]) / ((liveEnd.t - liveStart.t) / 60) : null);
   // growth over the steady window under 10% of the RSS it started from
   const noUpwardRss = afterGc ? liveEnd.mem.rss - liveStart.mem.rss < 0.1 * liveStart.mem.rss : fittedRssUnder10Pct;
@@ -102,6 +121,10 @@ async function soakRun(ctx, s, rate, fullGc) {
     // V8's committed heap: pages a full GC emptied but V8 has not handed back yet count in the RSS
     liveHeapTotalStart: liveStart?.mem?.heapTotal ?? null,
     liveHeapTotalEnd: liveEnd?.mem?.heapTotal ?? null,
+    // with --soak-gc-every: least-squares slopes over every after-GC reading
+    afterGcSeries: gcSeries,
+    liveRssFittedPerMin: fittedAfterGc('rss'),
+    liveHeapTotalFittedPerMin: fittedAfterGc('heapTotal'),
   };
 }
 
@@ -114,7 +137,8 @@ module.exports = {
     const rate = await offeredRate(ctx);
     ctx.log(`soak: ${rate} msg/s offered to every column`);
     // Mosquitto is context for throughput; its memory behaviour is not what this checks
-    for (const s of ctx.servers.filter((x) => x.kind !== 'mosquitto')) {
+    const soaked = ctx.p.soakServers ? ctx.servers.filter((x) => ctx.p.soakServers.includes(x.name)) : ctx.servers;
+    for (const s of soaked.filter((x) => x.kind !== 'mosquitto')) {
       try {
         ctx.log(`${s.name}: soak ${ctx.p.soakSeconds} s`);
         res[s.name] = await soakOne(ctx, s, rate);
@@ -139,6 +163,10 @@ module.exports = {
       id: 'soak.live.rss.slope', scenario: sc, label: 'RSS after a full GC: steady start -> end', unit: 'B', better: 'lower', values: pick((v) => v.liveRssSlopePerMin),
       target: { type: 'check', text: 'per min; growth < 10% of RSS', pass: pick((v) => v.noUpwardRss) },
     });
+    if (Object.values(res).some((v) => v && v.liveRssFittedPerMin !== null)) {
+      ctx.figure({ id: 'soak.live.rss.fitted', scenario: sc, label: `RSS after a full GC, fitted over readings every ${ctx.p.soakGcEverySeconds} s (per min)`, unit: 'B', better: 'lower', values: pick((v) => v.liveRssFittedPerMin) });
+      ctx.figure({ id: 'soak.live.committed.fitted', scenario: sc, label: 'V8 heap committed after a full GC, fitted (per min)', unit: 'B', better: 'lower', values: pick((v) => v.liveHeapTotalFittedPerMin) });
+    }
     ctx.figure({ id: 'soak.live.rss.start', scenario: sc, label: 'RSS after a full GC, steady start', unit: 'B', better: 'lower', values: pick((v) => v.liveRssStart) });
     ctx.figure({ id: 'soak.live.rss.end', scenario: sc, label: 'RSS after a full GC, end', unit: 'B', better: 'lower', values: pick((v) => v.liveRssEnd) });
     ctx.figure({ id: 'soak.rss.slope', scenario: sc, label: 'RSS slope after warm-up (fitted, garbage included)', unit: 'B', better: 'lower', values: pick((v) => v.rssSlopePerMin) });
