@@ -10,8 +10,10 @@ import { availableParallelism } from 'node:os';
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(2, availableParallelism()));
 
 import 'reflect-metadata';
+import { ShutdownSignal } from '@nestjs/common';
 import pino from 'pino';
 import { startApp } from './app.factory';
+import { ServerTlsService } from './certificates/server-tls.service';
 import { lowerThreadPoolPriority } from './common/threadpool-priority';
 import { loadConfig } from './config/config';
 
@@ -28,7 +30,9 @@ async function main(): Promise<void> {
   const running = await startApp(config);
   // SIGTERM/SIGINT: the lifecycle hooks close gracefully (BrokerService: stop accepting, close the
   // clients' connections, flush the persistence), then the process exits 0; a watchdog bounds it
-  running.app.enableShutdownHooks([], { useProcessExit: true });
+  // Nest's default set, less SIGHUP (below: a reload, not a shutdown)
+  const shutdownSignals = Object.values(ShutdownSignal).filter((s) => s !== ShutdownSignal.SIGHUP);
+  running.app.enableShutdownHooks(shutdownSignals, { useProcessExit: true });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       log.warn({ signal, node: config.nodeId }, 'shutting down');
@@ -38,6 +42,16 @@ async function main(): Promise<void> {
       }, config.shutdownTimeoutMs).unref();
     });
   }
+  // SIGHUP reads the server certificate again, as Mosquitto 2 does: TLS_CERT/TLS_KEY renewed in
+  // place (a certbot deploy hook: `kill -HUP <pid>`) serve the next handshakes, nobody is
+  // disconnected. Logged at warn, with `listening`, so LOG_LEVEL=warn still shows it.
+  const serverTls = running.app.get(ServerTlsService);
+  process.on('SIGHUP', () => {
+    serverTls.reload().then(
+      (changed) => log.warn({ changed }, changed ? 'server certificate reloaded' : 'server certificate unchanged'),
+      (err: Error) => log.error({ reason: err.message }, 'server certificate not reloaded: the previous one still serves'),
+    );
+  });
   const { http, mqtt, ws, mqtts, wss } = running.ports;
   // the one line tools wait for; ports are the chosen ones when 0 was asked
   log.warn({ http, mqtt, ws, mqtts, wss, node: config.nodeId, database: config.databaseUrl ? 'postgresql' : 'pglite' }, 'listening');

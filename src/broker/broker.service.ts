@@ -159,6 +159,12 @@ export class BrokerService implements OnApplicationShutdown {
     this.wssHttps = createHttpsServer(tlsOptions, upgradeRequired);
     this.wssSecure = this.mountWebSocket(this.wssHttps);
     const wss = await listen(this.wssHttps, this.config.wssPort, this.config.host);
+    // a renewed certificate serves the next handshakes; connections already open keep theirs
+    this.serverTls.onChange((material) => {
+      const renewed = serverTlsOptions(material, this.config.connectTimeoutMs);
+      this.mqtts?.setSecureContext(renewed);
+      this.wssHttps?.setSecureContext(renewed);
+    });
 
     this.ports = { mqtt, ws, mqtts, wss };
     return this.ports;

@@ -9,6 +9,8 @@ export interface ServerTlsMaterial {
 /** Implemented by the control plane (TLS_CERT/TLS_KEY files, or the generated certificate). */
 export interface ServerTlsProvider {
   material(): ServerTlsMaterial;
+  /** `listener` gets the new material each time it changes (a reload on SIGHUP). */
+  onChange(listener: (material: ServerTlsMaterial) => void): void;
 }
 
 export const SERVER_TLS = Symbol('SERVER_TLS');

@@ -129,14 +129,11 @@ describe('ServerTlsService', () => {
     expect(again.material()).toEqual(second.material());
   });
 
-  it('replaces a stored certificate that is about to expire', async () => {
-    const store = new SecretStore();
-    const first = node(store).service;
-    await first.onModuleInit();
-    // put a certificate with two days left in the row, encrypted as the service does
+  /** Puts a certificate with two days left in the store, encrypted as the service does. */
+  const storeNearEnd = async (store: SecretStore, running: ServerTlsService) => {
     const mk = new MasterKeyService(node(store).config);
     const storedCa = JSON.parse(store.rows.get('server-ca') as string) as { privateKeyEncrypted: string };
-    const ca = { certificatePem: first.caCertificatePem() as string, privateKeyPem: await mk.decrypt(storedCa.privateKeyEncrypted, 'server-ca') };
+    const ca = { certificatePem: running.caCertificatePem() as string, privateKeyPem: await mk.decrypt(storedCa.privateKeyEncrypted, 'server-ca') };
     const now = Date.now();
     const old = await createServerCertificate({
       ca,
@@ -149,10 +146,38 @@ describe('ServerTlsService', () => {
       SERVER_CERTIFICATE_SECRET,
       JSON.stringify({ certificatePem: old.certificatePem, privateKeyEncrypted: await mk.encrypt(old.privateKeyPem, SERVER_CERTIFICATE_SECRET) }),
     );
+    return old;
+  };
+  const daysLeft = (pem: string) => (Date.parse(new X509Certificate(pem).validTo) - Date.now()) / 86_400_000;
+
+  it('replaces a stored certificate that is about to expire', async () => {
+    const store = new SecretStore();
+    const first = node(store).service;
+    await first.onModuleInit();
+    const old = await storeNearEnd(store, first);
     const next = node(store).service;
     await next.onModuleInit();
     expect(next.material().certificatePem).not.toBe(old.certificatePem);
-    expect(Date.parse(new X509Certificate(next.material().certificatePem).validTo)).toBeGreaterThan(now + 800 * 86_400_000);
+    expect(daysLeft(next.material().certificatePem)).toBeGreaterThan(800);
+  });
+
+  it('on reload (SIGHUP), replaces the generated certificate near its end and tells its listeners; otherwise changes nothing', async () => {
+    const store = new SecretStore();
+    const running = node(store).service;
+    await running.onModuleInit();
+    const served: string[] = [];
+    running.onChange((m) => served.push(m.certificatePem));
+    const original = running.material();
+    await expect(running.reload()).resolves.toBe(false);
+    expect(running.material()).toEqual(original);
+
+    const old = await storeNearEnd(store, running);
+    await expect(running.reload()).resolves.toBe(true);
+    const renewed = running.material().certificatePem;
+    expect([original.certificatePem, old.certificatePem]).not.toContain(renewed);
+    expect(daysLeft(renewed)).toBeGreaterThan(800);
+    expect(served).toEqual([renewed]);
+    expect(JSON.parse(store.rows.get(SERVER_CERTIFICATE_SECRET) as string).certificatePem).toBe(renewed);
   });
 
   it('refuses to start with a MASTER_KEY that does not open the stored keys, saying why', async () => {
@@ -187,6 +212,28 @@ describe('ServerTlsService', () => {
       const alone = node(store, { TLS_CERT: write('leaf.pem', leaf.certificatePem), TLS_KEY: write('key.pem', leaf.privateKeyPem) }).service;
       await alone.onModuleInit();
       expect(alone.caCertificatePem()).toBeNull();
+    });
+
+    it('on reload (SIGHUP), serves the files as they are now; files that do not fit leave the current pair serving', async () => {
+      const { ca, leaf, write } = await files();
+      const renewed = await createServerCertificate({ ca, hostnames: ['mqtt.example.com'], ips: [], validityDays: 20 });
+      const { service } = node(new SecretStore(), { TLS_CERT: write('cert.pem', leaf.certificatePem), TLS_KEY: write('key.pem', leaf.privateKeyPem) });
+      await service.onModuleInit();
+      const served: string[] = [];
+      service.onChange((m) => served.push(m.certificatePem));
+      await expect(service.reload()).resolves.toBe(false);
+
+      // the key renewed first, the certificate not yet: refused, the old pair still serves
+      write('key.pem', renewed.privateKeyPem);
+      await expect(service.reload()).rejects.toThrow(/TLS_CERT\/TLS_KEY are not a usable certificate and matching key/);
+      expect(service.material()).toEqual({ certificatePem: leaf.certificatePem, privateKeyPem: leaf.privateKeyPem });
+      expect(served).toEqual([]);
+
+      write('cert.pem', `${renewed.certificatePem}\n${ca.certificatePem}\n`);
+      await expect(service.reload()).resolves.toBe(true);
+      expect(service.material().privateKeyPem).toBe(renewed.privateKeyPem);
+      expect(served).toEqual([`${renewed.certificatePem}\n${ca.certificatePem}\n`]);
+      expect(service.caCertificatePem()).toBe(new X509Certificate(ca.certificatePem).toString());
     });
 
     it('refuses a key that does not match, or only one of the two variables', async () => {

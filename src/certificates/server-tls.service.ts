@@ -77,6 +77,7 @@ export class ServerTlsService implements ServerTlsProvider, OnModuleInit {
   private readonly logger = new Logger('ServerTls');
   private current?: ServerTlsMaterial;
   private caPem: string | null = null;
+  private readonly changeListeners: ((material: ServerTlsMaterial) => void)[] = [];
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -90,6 +91,25 @@ export class ServerTlsService implements ServerTlsProvider, OnModuleInit {
     } else {
       await this.loadGenerated(this.localNames());
     }
+  }
+
+  onChange(listener: (material: ServerTlsMaterial) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  /**
+   * Reads the server certificate again (main.ts does on SIGHUP, as Mosquitto 2 does): the
+   * TLS_CERT/TLS_KEY files as they are now (renewed by certbot, say), or the generated one,
+   * replaced when it is near its end. Files that are not a usable certificate and matching key
+   * throw and leave the current certificate serving. Resolves to whether it changed.
+   */
+  async reload(): Promise<boolean> {
+    const before = this.current;
+    await this.onModuleInit();
+    const now = this.material();
+    if (before !== undefined && before.certificatePem === now.certificatePem && before.privateKeyPem === now.privateKeyPem) return false;
+    for (const listener of this.changeListeners) listener(now);
+    return true;
   }
 
   /** The names this node needs in the generated certificate. */

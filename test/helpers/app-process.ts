@@ -10,6 +10,8 @@ export interface NodePorts {
   http: number;
   mqtt: number;
   ws: number;
+  mqtts: number;
+  wss: number;
 }
 
 export interface LogLine {
@@ -101,7 +103,8 @@ export class AppProcess {
         throw new Error(`${name} exited (${code}) before listening:\n${node.output}`);
       }),
     ]);
-    node.ports = { http: Number(listening.http), mqtt: Number(listening.mqtt), ws: Number(listening.ws) };
+    const port = (name: keyof NodePorts) => Number(listening[name]);
+    node.ports = { http: port('http'), mqtt: port('mqtt'), ws: port('ws'), mqtts: port('mqtts'), wss: port('wss') };
     return node;
   }
 
@@ -127,6 +130,11 @@ export class AppProcess {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     const { code, signal: sig } = await this.exited;
     return { code, signal: sig, ms: Date.now() - t0 };
+  }
+
+  /** Sends `signal` and goes on: for the signals the service handles without exiting (SIGHUP). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
   }
 
   kill(): void {
