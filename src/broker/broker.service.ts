@@ -14,6 +14,7 @@ import { ClientCertificateAuth } from './identity/client-certificate-auth';
 import { IdentityService } from './identity/identity.service';
 import { BrokerLimits } from './limits/broker-limits';
 import type { TenantRuntime } from './identity/tenant-runtime';
+import { requireProxyHeader } from './proxy-protocol';
 import { SERVER_TLS, serverTlsOptions, ServerTlsProvider } from './server-tls';
 import type { BrokerClient, TenantSession } from './session';
 
@@ -145,18 +146,18 @@ export class BrokerService implements OnApplicationShutdown {
     backend?.attach(aedes);
     aedes.on('client', (c) => this.onClientRegistered(c as BrokerClient));
 
-    this.tcp = createNetServer({ noDelay: true }, (socket) => this.handle(socket, undefined));
+    this.tcp = this.behindBalancer(createNetServer({ noDelay: true }, (socket) => this.handle(socket, undefined)));
     const mqtt = await listen(this.tcp, this.config.mqttPort, this.config.host);
 
-    this.wsHttp = createHttpServer(upgradeRequired);
+    this.wsHttp = this.behindBalancer(createHttpServer(upgradeRequired));
     this.wss = this.mountWebSocket(this.wsHttp);
     const ws = await listen(this.wsHttp, this.config.wsPort, this.config.host);
 
     // MQTTS and secure WebSockets: same certificate; a client certificate is checked at CONNECT
     const tlsOptions = serverTlsOptions(this.serverTls.material(), this.config.connectTimeoutMs);
-    this.mqtts = createTlsServer(tlsOptions, (socket) => this.handle(socket, undefined));
+    this.mqtts = this.behindBalancer(createTlsServer(tlsOptions, (socket) => this.handle(socket, undefined)));
     const mqtts = await listen(this.mqtts, this.config.mqttsPort, this.config.host);
-    this.wssHttps = createHttpsServer(tlsOptions, upgradeRequired);
+    this.wssHttps = this.behindBalancer(createHttpsServer(tlsOptions, upgradeRequired));
     this.wssSecure = this.mountWebSocket(this.wssHttps);
     const wss = await listen(this.wssHttps, this.config.wssPort, this.config.host);
     // a renewed certificate serves the next handshakes; connections already open keep theirs
@@ -168,6 +169,12 @@ export class BrokerService implements OnApplicationShutdown {
 
     this.ports = { mqtt, ws, mqtts, wss };
     return this.ports;
+  }
+
+  /** With PROXY_PROTOCOL, `server` takes only connections that start with a PROXY header. */
+  private behindBalancer<T extends NetServer>(server: T): T {
+    if (this.config.proxyProtocol) requireProxyHeader(server, this.config.connectTimeoutMs);
+    return server;
   }
 
   private mountWebSocket(server: HttpServer | HttpsServer): WebSocketServer {

@@ -2,6 +2,7 @@ import type { Client, ConnectPacket } from 'aedes';
 import type { ClientAcl } from '../acl/compiled-acl';
 import type { TenantRuntime } from './identity/tenant-runtime';
 import { ClientLimitState } from './limits/limit-state';
+import { proxiedAddressOf } from './proxy-protocol';
 
 /** What we attach to an aedes client once it has authenticated. */
 export class TenantSession {
@@ -43,10 +44,15 @@ export class TenantSession {
   }
 }
 
-/** The peer address of a connection, whatever the listener (TCP, TLS, WebSocket). */
+/**
+ * The peer address of a connection, whatever the listener (TCP, TLS, WebSocket): the client's
+ * as a PROXY protocol header named it (PROXY_PROTOCOL), else the socket's.
+ */
 export function remoteAddressOf(client: BrokerClient): string | null {
   const conn = client.conn as { remoteAddress?: string };
-  return conn.remoteAddress ?? client.req?.socket?.remoteAddress ?? null;
+  const socket = client.req?.socket;
+  if (socket !== undefined) return proxiedAddressOf(socket) ?? socket.remoteAddress ?? null;
+  return proxiedAddressOf(conn) ?? conn.remoteAddress ?? null;
 }
 
 /** Fields our hooks add to aedes' client; `unmountTopic` is read by the patched lib/write.js. */

@@ -29,6 +29,8 @@ export interface AppConfig {
   shutdownTimeoutMs: number;
   bcryptCost: number;
   connectTimeoutMs: number;
+  /** the MQTT listeners (all four) expect a PROXY protocol header first: nodes behind a TCP balancer */
+  proxyProtocol: boolean;
   /** failed-login protection (DESIGN.md "Failed logins"); see src/broker/limits/login-guard.ts */
   authFail: {
     windowMs: number;
@@ -65,6 +67,13 @@ function nonNegativeInt(env: NodeJS.ProcessEnv, name: string, fallback: number):
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
   return n;
+}
+
+function flag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '' || raw === 'false' || raw === '0') return false;
+  if (raw === 'true' || raw === '1') return true;
+  throw new Error(`${name} must be true or false, got "${raw}"`);
 }
 
 function nodeId(env: NodeJS.ProcessEnv): string {
@@ -112,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     shutdownTimeoutMs: positiveInt(env, 'SHUTDOWN_TIMEOUT', 10) * 1000,
     bcryptCost: positiveInt(env, 'BCRYPT_COST', 10),
     connectTimeoutMs: positiveInt(env, 'CONNECT_TIMEOUT_MS', 10_000),
+    proxyProtocol: flag(env, 'PROXY_PROTOCOL'),
     authFail: {
       windowMs: positiveInt(env, 'AUTH_FAIL_WINDOW', 300) * 1000,
       lockoutMs: positiveInt(env, 'AUTH_FAIL_LOCKOUT', 300) * 1000,
