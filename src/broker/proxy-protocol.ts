@@ -108,6 +108,7 @@ export function acceptProxied(socket: Socket, timeoutMs: number, next: (socket: 
     clearTimeout(timer);
     socket.removeListener('data', onData);
     socket.removeListener('error', onError);
+    socket.removeListener('close', done);
   };
   const onError = (): void => {
     done();
@@ -132,6 +133,8 @@ export function acceptProxied(socket: Socket, timeoutMs: number, next: (socket: 
   };
   const timer = setTimeout(onError, timeoutMs);
   socket.on('error', onError);
+  // gone before its header: no timer left holding it
+  socket.on('close', done);
   socket.on('data', onData);
 }
 

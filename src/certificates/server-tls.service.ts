@@ -86,11 +86,7 @@ export class ServerTlsService implements ServerTlsProvider, OnModuleInit {
   ) {}
 
   async onModuleInit(): Promise<void> {
-    if (this.config.tlsCert || this.config.tlsKey) {
-      await this.loadFiles();
-    } else {
-      await this.loadGenerated(this.localNames());
-    }
+    await this.load();
   }
 
   onChange(listener: (material: ServerTlsMaterial) => void): void {
@@ -105,11 +101,19 @@ export class ServerTlsService implements ServerTlsProvider, OnModuleInit {
    */
   async reload(): Promise<boolean> {
     const before = this.current;
-    await this.onModuleInit();
+    await this.load();
     const now = this.material();
     if (before !== undefined && before.certificatePem === now.certificatePem && before.privateKeyPem === now.privateKeyPem) return false;
     for (const listener of this.changeListeners) listener(now);
     return true;
+  }
+
+  private async load(): Promise<void> {
+    if (this.config.tlsCert || this.config.tlsKey) {
+      await this.loadFiles();
+    } else {
+      await this.loadGenerated(this.localNames());
+    }
   }
 
   /** The names this node needs in the generated certificate. */
