@@ -87,6 +87,15 @@ function normalizeIPv6(address: string): string {
   return new SocketAddress({ address, family: 'ipv6' }).address;
 }
 
+let refused = 0;
+/**
+ * Connections closed for want of a valid PROXY header in time (mqtt_proxy_header_refused_total):
+ * a balancer not sending it, or someone reaching the MQTT ports around the balancer.
+ */
+export function proxyHeaderRefusals(): number {
+  return refused;
+}
+
 /** The client address a PROXY header named, per connection (the raw TCP socket). */
 const proxiedAddresses = new WeakMap<Socket, string>();
 
@@ -114,6 +123,10 @@ export function acceptProxied(socket: Socket, timeoutMs: number, next: (socket: 
     done();
     socket.destroy();
   };
+  const onTimeout = (): void => {
+    refused++;
+    onError();
+  };
   const onData = (chunk: Buffer): void => {
     buffered = buffered === null ? chunk : Buffer.concat([buffered, chunk]);
     const header = parseProxyHeader(buffered);
@@ -121,6 +134,7 @@ export function acceptProxied(socket: Socket, timeoutMs: number, next: (socket: 
     done();
     socket.pause();
     if (header.kind === 'invalid') {
+      refused++;
       socket.destroy();
       return;
     }
@@ -131,7 +145,7 @@ export function acceptProxied(socket: Socket, timeoutMs: number, next: (socket: 
     // TLS socket takes the bytes itself, but the HTTP parser listens for 'data' and needs the flow
     if (socket.listenerCount('data') > 0) socket.resume();
   };
-  const timer = setTimeout(onError, timeoutMs);
+  const timer = setTimeout(onTimeout, timeoutMs);
   socket.on('error', onError);
   // gone before its header: no timer left holding it
   socket.on('close', done);

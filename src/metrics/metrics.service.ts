@@ -5,6 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { BrokerService } from '../broker/broker.service';
 import { IdentityService } from '../broker/identity/identity.service';
 import type { TenantRuntime } from '../broker/identity/tenant-runtime';
+import { proxyHeaderRefusals } from '../broker/proxy-protocol';
 import { AuditService } from '../audit/audit.service';
 import { bcryptLoad } from '../common/bcrypt-pool';
 import { APP_CONFIG, AppConfig } from '../config/config';
@@ -219,6 +220,15 @@ export class MetricsService implements OnModuleInit {
       collect() {
         this.reset();
         this.inc(audit.droppedEvents);
+      },
+    });
+    new Counter({
+      name: 'mqtt_proxy_header_refused_total',
+      help: 'connections closed without a valid PROXY protocol header in time (PROXY_PROTOCOL=true): a balancer not sending it, or a client going around it',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(proxyHeaderRefusals());
       },
     });
     new Counter({

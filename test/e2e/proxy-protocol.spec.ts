@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { createWebSocketStream, WebSocket } from 'ws';
 import { describeOnce, startTestApp, type TestApp } from '../helpers/app';
+import { parsePrometheus } from '../helpers/prometheus';
 
 jest.setTimeout(30_000);
 
@@ -69,7 +70,7 @@ describeOnce('PROXY protocol: the client address behind a TCP load balancer', ()
   const clients: MqttClient[] = [];
 
   beforeAll(async () => {
-    app = await startTestApp({ PROXY_PROTOCOL: 'true', AUTH_FAIL_MAX_PER_ADDRESS: '3', AUTH_FAIL_MAX_PER_DEVICE: '100' });
+    app = await startTestApp({ PROXY_PROTOCOL: 'true', AUTH_FAIL_MAX_PER_ADDRESS: '3', AUTH_FAIL_MAX_PER_DEVICE: '100', CONNECT_TIMEOUT_MS: '1500' });
     await app.createTenant('acme');
     await app.createDevice('acme', 'd1', 'right-password');
     await app.allow('acme');
@@ -112,10 +113,17 @@ describeOnce('PROXY protocol: the client address behind a TCP load balancer', ()
     expect(await attempt('203.0.113.67', 'right-password')).toBe(0);
   });
 
-  it('closes connections without a valid header (only the balancer may connect), also one sent a byte at a time', async () => {
+  it('closes connections without a valid header (only the balancer may connect) and counts them; a header sent a byte at a time is fine', async () => {
+    const refusals = async () => parsePrometheus(await (await fetch(`${app.http}/metrics`)).text()).value('mqtt_proxy_header_refused_total') ?? 0;
+    const before = await refusals();
     const mqttConnect = connectPacket('no-header', 'acme:d1', 'right-password');
     expect(await connackAfter(app.mqttPort, [mqttConnect])).toBe('closed');
     expect(await connackAfter(app.mqttPort, [Buffer.from('PROXY TCP4 999.0.113.7 10.0.0.1 40000 1883\r\n'), mqttConnect])).toBe('closed');
+    // nothing at all, or half a header: closed at the CONNECT deadline
+    const t0 = Date.now();
+    expect(await Promise.all([connackAfter(app.mqttPort, []), connackAfter(app.mqttPort, [Buffer.from('PROXY TCP4 203.0.')])])).toEqual(['closed', 'closed']);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+    expect(await refusals()).toBe(before + 4);
     const split = [...v1('TCP4', '203.0.113.8')].map((b) => Buffer.from([b]));
     expect(await connackAfter(app.mqttPort, [...split, mqttConnect])).toBe(0);
   });
