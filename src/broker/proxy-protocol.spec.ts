@@ -1,13 +1,5 @@
-import { parseProxyHeader } from './proxy-protocol';
-
-const SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
-
-/** A PROXY v2 header: command 0x1 PROXY / 0x0 LOCAL, family 0x1 IPv4 / 0x2 IPv6, its address block, TLVs. */
-function v2(command: number, family: number, addresses: Buffer, tlvs = Buffer.alloc(0)): Buffer {
-  const length = Buffer.alloc(2);
-  length.writeUInt16BE(addresses.length + tlvs.length);
-  return Buffer.concat([SIGNATURE, Buffer.from([0x20 | command, (family << 4) | 0x1]), length, addresses, tlvs]);
-}
+import { parseProxyHeader, PROXY_V2_SIGNATURE as SIGNATURE } from './proxy-protocol';
+import { proxyV2Header as v2 } from './proxy-protocol.test-helper';
 
 const ipv4Block = Buffer.from([203, 0, 113, 7, 10, 0, 0, 1, 0x9c, 0x40, 0x07, 0x5b]);
 const ipv6Block = Buffer.concat([

@@ -17,7 +17,7 @@ export type ProxyHeader =
 const V1_PREFIX = Buffer.from('PROXY ', 'latin1');
 /** the longest v1 line the specification allows, CRLF included */
 const V1_MAX_LENGTH = 107;
-const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+export const PROXY_V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 /** v2 header and address block; TLVs beyond this are refused (HAProxy's with SSL details stay far below) */
 const V2_MAX_LENGTH = 16 + 2048;
 const PORT_RE = /^(0|[1-9][0-9]{0,4})$/;
@@ -32,8 +32,8 @@ function startsLike(buf: Buffer, prefix: Buffer): boolean {
 
 /** Parses the PROXY header at the start of `buf`; the client address is null for LOCAL and UNKNOWN. */
 export function parseProxyHeader(buf: Buffer): ProxyHeader {
-  if (buf.length < V2_SIGNATURE.length && (startsLike(buf, V2_SIGNATURE) || startsLike(buf, V1_PREFIX))) return INCOMPLETE;
-  if (buf.subarray(0, V2_SIGNATURE.length).equals(V2_SIGNATURE)) return parseV2(buf);
+  if (buf.length < PROXY_V2_SIGNATURE.length && (startsLike(buf, PROXY_V2_SIGNATURE) || startsLike(buf, V1_PREFIX))) return INCOMPLETE;
+  if (buf.subarray(0, PROXY_V2_SIGNATURE.length).equals(PROXY_V2_SIGNATURE)) return parseV2(buf);
   if (buf.subarray(0, V1_PREFIX.length).equals(V1_PREFIX)) return parseV1(buf);
   return invalid('no PROXY protocol header');
 }

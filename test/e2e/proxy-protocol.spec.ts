@@ -10,7 +10,9 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { createWebSocketStream, WebSocket } from 'ws';
+import { proxyV2Header } from '../../src/broker/proxy-protocol.test-helper';
 import { describeOnce, startTestApp, type TestApp } from '../helpers/app';
+import { connackAfter } from '../helpers/mqtt';
 import { parsePrometheus } from '../helpers/prometheus';
 
 jest.setTimeout(30_000);
@@ -19,12 +21,8 @@ const v1 = (family: 'TCP4' | 'TCP6', address: string) =>
   Buffer.from(`PROXY ${family} ${address} ${family === 'TCP4' ? '10.0.0.1' : '2001:db8::1'} 40000 1883\r\n`);
 
 /** A v2 PROXY header for an IPv4 (4 bytes) or IPv6 (16 bytes) client address. */
-function v2(address: Buffer): Buffer {
-  const ipv6 = address.length === 16;
-  const block = Buffer.concat([address, Buffer.alloc(address.length), Buffer.from([0x9c, 0x40, 0x07, 0x5b])]);
-  const head = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, ipv6 ? 0x21 : 0x11, 0, block.length]);
-  return Buffer.concat([head, block]);
-}
+const v2 = (address: Buffer) =>
+  proxyV2Header(0x1, address.length === 16 ? 0x2 : 0x1, Buffer.concat([address, Buffer.alloc(address.length), Buffer.from([0x9c, 0x40, 0x07, 0x5b])]));
 
 /** A TCP connection to `port` whose first bytes are `header`, as the balancer opens it. */
 function fromBalancer(port: number, header: Buffer): Socket {
@@ -40,24 +38,6 @@ function client(open: () => Duplex, options: mqtt.IClientOptions): Promise<MqttC
     c.once('connect', () => resolve(c));
     c.once('error', reject);
     c.once('close', () => reject(new Error('closed before CONNACK')));
-  });
-}
-
-/** Sends `bytes` (a header, then a CONNECT) and resolves with the CONNACK code, or 'closed'. */
-function connackAfter(port: number, bytes: Buffer[]): Promise<number | 'closed'> {
-  return new Promise((resolve) => {
-    const socket = netConnect(port, '127.0.0.1');
-    socket.setNoDelay(true);
-    const parser = mqttPacket.parser();
-    parser.on('packet', (p: { cmd: string; returnCode?: number }) => {
-      if (p.cmd !== 'connack') return;
-      resolve(p.returnCode ?? -1);
-      socket.destroy();
-    });
-    socket.on('data', (d) => parser.parse(d));
-    socket.on('error', () => undefined);
-    socket.on('close', () => resolve('closed'));
-    for (const b of bytes) socket.write(b);
   });
 }
 

@@ -102,7 +102,7 @@ function mqttString(s: string | Buffer): Buffer {
  * Sends one hand-encoded MQTT 3.1.1 CONNECT and resolves with the CONNACK return code: for
  * what client libraries refuse to send (an empty client id without a clean session...).
  */
-export function rawConnack(
+export async function rawConnack(
   port: number,
   opts: { clientId: string; clean: boolean; username?: string; password?: string; keepalive?: number },
 ): Promise<number> {
@@ -118,19 +118,29 @@ export function rawConnack(
     ...(opts.password !== undefined ? [mqttString(opts.password)] : []),
   ]);
   const packet = Buffer.concat([Buffer.from([0x10]), encodeLength(body.length), body]);
-  return new Promise((resolve, reject) => {
+  const code = await connackAfter(port, [packet]);
+  if (code === 'closed') throw new Error('closed without CONNACK');
+  return code;
+}
+
+/**
+ * Writes `chunks` on a new connection, each a write of its own (a PROXY header, then a CONNECT...),
+ * and resolves with the CONNACK return code, or 'closed' when the broker closes first.
+ */
+export function connackAfter(port: number, chunks: Buffer[]): Promise<number | 'closed'> {
+  return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
     const parser = mqttPacket.parser();
     parser.on('packet', (p: { cmd: string; returnCode?: number }) => {
-      if (p.cmd === 'connack') {
-        socket.destroy();
-        resolve(p.returnCode ?? -1);
-      }
+      if (p.cmd !== 'connack') return;
+      resolve(p.returnCode ?? -1);
+      socket.destroy();
     });
     socket.on('data', (d) => parser.parse(d));
-    socket.on('error', reject);
-    socket.on('close', () => reject(new Error('closed without CONNACK')));
-    socket.write(packet);
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve('closed'));
+    for (const chunk of chunks) socket.write(chunk);
   });
 }
 
